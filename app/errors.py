@@ -1,6 +1,12 @@
-"""The error taxonomy. Drivers' exceptions never escape untranslated: see ``translate_errors``."""
+"""The error taxonomy, and the one place where drivers' exceptions are translated into it."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import exc as sa_exc
 
 
 class DataLayerError(Exception):
@@ -27,11 +33,97 @@ class BackendUnavailableError(DataLayerError):
     """The database or vector store could not be reached (after retries)."""
 
 
+class RetryableError(DataLayerError):
+    """A serialization failure or deadlock: running the transaction again may succeed."""
+
+
+# SQLSTATE classes and MySQL error numbers, by what they mean to a caller.
+_PG_RETRYABLE = {"40001", "40P01"}
+_MYSQL_RETRYABLE = {1213, 1205}
+_PG_CONFLICT = {"23505", "23503"}
+_MYSQL_CONFLICT = {1062, 1451, 1452, 1216, 1217, 1586}
+_PG_INVALID = {"22P02", "22021", "23514", "23502", "22001", "22003", "22007", "22008"}
+_MYSQL_INVALID = {1048, 1265, 1366, 1406, 1264, 4025, 3819, 1292}
+_PASSWORD_IN_DSN = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+
+
+def _sqlstate(orig: BaseException | None) -> str | None:
+    for attr in ("sqlstate", "pgcode"):
+        code = getattr(orig, attr, None)
+        if isinstance(code, str):
+            return code
+    return None
+
+
+def _mysql_errno(orig: BaseException | None) -> int | None:
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def scrub(message: str) -> str:
+    """A driver message with any DSN password masked."""
+    return _PASSWORD_IN_DSN.sub(r"\1***@", message)
+
+
+def classify(error: sa_exc.DBAPIError) -> type[DataLayerError]:
+    """Which of our errors a driver error becomes."""
+    orig = error.orig
+    state, errno = _sqlstate(orig), _mysql_errno(orig)
+    text = str(orig).lower()
+    if state in _PG_RETRYABLE or errno in _MYSQL_RETRYABLE or "database is locked" in text:
+        return RetryableError
+    if state in _PG_CONFLICT or errno in _MYSQL_CONFLICT:
+        return ConflictError
+    if "unique constraint" in text or "foreign key constraint" in text:
+        return ConflictError
+    if state in _PG_INVALID or errno in _MYSQL_INVALID or "check constraint" in text:
+        return InvalidInputError
+    if isinstance(error, sa_exc.InterfaceError) or error.connection_invalidated:
+        return BackendUnavailableError
+    if isinstance(error, sa_exc.OperationalError) and state is None and errno in (2003, 2006, 2013):
+        return BackendUnavailableError
+    if isinstance(error, sa_exc.IntegrityError):
+        return ConflictError
+    return DataLayerError
+
+
+_ADVICE = {
+    ConflictError: "a row with the same key exists, or a referenced row is missing",
+    RetryableError: "the transaction lost a race; run it again (UnitOfWork.run_in_transaction)",
+    InvalidInputError: "the database rejected a value",
+    BackendUnavailableError: "check that the database is running and reachable",
+    DataLayerError: "database error",
+}
+
+
+@contextmanager
+def translate_errors(action: str = "database operation") -> Iterator[None]:
+    """Re-raise drivers' and SQLAlchemy's exceptions as ``DataLayerError`` subclasses."""
+    try:
+        yield
+    except DataLayerError:
+        raise
+    except sa_exc.DBAPIError as exc:
+        kind = classify(exc)
+        detail = scrub(str(exc.orig)).strip().splitlines()[0] if exc.orig else ""
+        raise kind(f"{action} failed: {_ADVICE[kind]} ({detail})") from exc
+    except (OSError, ConnectionError, TimeoutError) as exc:
+        raise BackendUnavailableError(
+            f"{action} failed: {_ADVICE[BackendUnavailableError]} ({scrub(str(exc))})"
+        ) from exc
+    except LookupError as exc:  # SQLAlchemy's Enum rejects an unknown value with LookupError
+        raise InvalidInputError(f"{action} failed: {exc}") from exc
+
+
 __all__ = [
     "BackendUnavailableError",
     "ConflictError",
     "DataLayerError",
     "InvalidInputError",
     "NotFoundError",
+    "RetryableError",
     "UnsupportedFeatureError",
+    "translate_errors",
 ]
