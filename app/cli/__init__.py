@@ -1,0 +1,25 @@
+"""The ``archon-db`` command line. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="archon-db",
+    help="Archon data layer: migrations, vectors, ingestion and search.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _register() -> None:
+    # Imported here so that `import app.cli` stays cheap and each group owns its module.
+    from app.cli import migrate
+
+    app.add_typer(migrate.app, name="migrate")
+
+
+def main() -> None:
+    """Entry point of the ``archon-db`` console script."""
+    _register()
+    app()
