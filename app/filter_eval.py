@@ -117,7 +117,9 @@ def json_contains(container: Any, contained: Any) -> bool:
             any(json_contains(item, want) for item in container) for want in contained
         )
     if isinstance(container, list):  # an array contains a bare scalar
-        return any(not isinstance(item, list | Mapping) and _equal(item, contained) for item in container)
+        return any(
+            not isinstance(item, list | Mapping) and _equal(item, contained) for item in container
+        )
     return _equal(container, contained)
 
 

@@ -140,10 +140,13 @@ class _Parser:
         name = ".".join((field, *path))
         if op not in OPERATORS:
             raise InvalidInputError(
-                f"unknown filter operator {op!r} on {name!r}; allowed: {', '.join(sorted(OPERATORS))}"
+                f"unknown filter operator {op!r} on {name!r}; "
+                f"allowed: {', '.join(sorted(OPERATORS))}"
             )
         if op not in self.ops:
-            raise InvalidInputError(f"operator {op!r} (on {name!r}) is not supported by this backend")
+            raise InvalidInputError(
+                f"operator {op!r} (on {name!r}) is not supported by this backend"
+            )
         _check_operand(name, op, value)
         if op in ("in", "not_in"):
             value = tuple(value)
@@ -173,7 +176,9 @@ def _check_scalar(name: str, op: str, value: Any, allow_none: bool = False) -> N
     if value is None and allow_none:
         return
     if not isinstance(value, _SCALAR):
-        raise InvalidInputError(f"{op!r} on {name!r} takes a scalar value, got {type(value).__name__}")
+        raise InvalidInputError(
+            f"{op!r} on {name!r} takes a scalar value, got {type(value).__name__}"
+        )
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInputError(f"{op!r} on {name!r} takes a finite number")
     if isinstance(value, str) and "\x00" in value:

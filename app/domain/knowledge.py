@@ -10,7 +10,15 @@ import sqlalchemy as sa
 from sqlmodel import Field
 
 from app.domain.base import ArchonModel
-from app.domain.types import BigIntId, JSONType, TZDateTime, keyed_text, mysql_prefix, utcnow
+from app.domain.types import (
+    MYSQL_TABLE_OPTIONS,
+    BigIntId,
+    JSONType,
+    TZDateTime,
+    keyed_text,
+    mysql_prefix,
+    utcnow,
+)
 
 _SOURCE_FK = "archon_sources.source_id"
 
@@ -19,6 +27,15 @@ def _json(default: Any = dict, nullable: bool = True) -> Any:
     return Field(
         default_factory=default, sa_column=sa.Column("metadata", JSONType, nullable=nullable)
     )
+
+
+# Archon's chunk url is an unbounded VARCHAR; MySQL needs a length to put it in a unique key.
+_CHUNK_URL = keyed_text(700).with_variant(sa.String(), "postgresql")
+
+
+def _source_id() -> Any:
+    fk = sa.ForeignKey(_SOURCE_FK, ondelete="CASCADE")
+    return Field(sa_column=sa.Column(keyed_text(255), fk, nullable=False))
 
 
 def _created_at() -> Any:
@@ -37,6 +54,7 @@ class Source(ArchonModel, table=True):
             "source_display_name",
             **mysql_prefix("source_display_name"),
         ),
+        MYSQL_TABLE_OPTIONS,
     )
 
     source_id: str = Field(sa_column=sa.Column(keyed_text(255), primary_key=True))
@@ -51,7 +69,7 @@ class Source(ArchonModel, table=True):
 
 
 class CrawledPage(ArchonModel, table=True):
-    """A chunk of a crawled page (``archon_crawled_pages``); its embedding lives in the vector index."""
+    """A chunk of a crawled page (``archon_crawled_pages``); its embedding is the index's."""
 
     __tablename__ = "archon_crawled_pages"
     __table_args__ = (
@@ -69,15 +87,20 @@ class CrawledPage(ArchonModel, table=True):
             **mysql_prefix("llm_chat_model"),
         ),
         sa.Index("idx_archon_crawled_pages_page_id", "page_id"),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: int | None = Field(default=None, sa_column=sa.Column(BigIntId, primary_key=True))
-    url: str = Field(sa_column=sa.Column(keyed_text(700).with_variant(sa.String(), "postgresql"), nullable=False))
+    url: str = Field(
+        sa_column=sa.Column(keyed_text(700).with_variant(sa.String(), "postgresql"), nullable=False)
+    )
     chunk_number: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
     content: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     metadata_: dict[str, Any] = _json(nullable=False)
     source_id: str = Field(
-        sa_column=sa.Column(keyed_text(255), sa.ForeignKey(_SOURCE_FK, ondelete="CASCADE"), nullable=False)
+        sa_column=sa.Column(
+            keyed_text(255), sa.ForeignKey(_SOURCE_FK, ondelete="CASCADE"), nullable=False
+        )
     )
     llm_chat_model: str | None = Field(default=None, sa_type=sa.Text)
     embedding_model: str | None = Field(default=None, sa_type=sa.Text)
@@ -109,16 +132,21 @@ class CodeExample(ArchonModel, table=True):
             "llm_chat_model",
             **mysql_prefix("llm_chat_model"),
         ),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: int | None = Field(default=None, sa_column=sa.Column(BigIntId, primary_key=True))
-    url: str = Field(sa_column=sa.Column(keyed_text(700).with_variant(sa.String(), "postgresql"), nullable=False))
+    url: str = Field(
+        sa_column=sa.Column(keyed_text(700).with_variant(sa.String(), "postgresql"), nullable=False)
+    )
     chunk_number: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
     content: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     summary: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
     metadata_: dict[str, Any] = _json(nullable=False)
     source_id: str = Field(
-        sa_column=sa.Column(keyed_text(255), sa.ForeignKey(_SOURCE_FK, ondelete="CASCADE"), nullable=False)
+        sa_column=sa.Column(
+            keyed_text(255), sa.ForeignKey(_SOURCE_FK, ondelete="CASCADE"), nullable=False
+        )
     )
     llm_chat_model: str | None = Field(default=None, sa_type=sa.Text)
     embedding_model: str | None = Field(default=None, sa_type=sa.Text)
@@ -133,11 +161,16 @@ class PageMetadata(ArchonModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("url"),
         sa.Index("idx_archon_page_metadata_source_id", "source_id"),
+        MYSQL_TABLE_OPTIONS,
     )
 
-    id: uuid.UUID = Field(default_factory=uuid.uuid4, sa_column=sa.Column(sa.Uuid, primary_key=True))
+    id: uuid.UUID = Field(
+        default_factory=uuid.uuid4, sa_column=sa.Column(sa.Uuid, primary_key=True)
+    )
     source_id: str = Field(
-        sa_column=sa.Column(keyed_text(255), sa.ForeignKey(_SOURCE_FK, ondelete="CASCADE"), nullable=False)
+        sa_column=sa.Column(
+            keyed_text(255), sa.ForeignKey(_SOURCE_FK, ondelete="CASCADE"), nullable=False
+        )
     )
     url: str = Field(sa_column=sa.Column(keyed_text(700), nullable=False))
     full_content: str = Field(sa_column=sa.Column(sa.Text, nullable=False))

@@ -11,7 +11,15 @@ from sqlmodel import Field
 
 from app.domain.base import ArchonModel
 from app.domain.enums import TaskPriority, TaskStatus
-from app.domain.types import JSONType, TZDateTime, enum_type, keyed_text, mysql_prefix, utcnow
+from app.domain.types import (
+    MYSQL_TABLE_OPTIONS,
+    JSONType,
+    TZDateTime,
+    enum_type,
+    keyed_text,
+    mysql_prefix,
+    utcnow,
+)
 
 _PROJECT_FK = "archon_projects.id"
 
@@ -32,6 +40,7 @@ class Project(ArchonModel, table=True):
     """A project with its JSON documents (``archon_projects``)."""
 
     __tablename__ = "archon_projects"
+    __table_args__ = (MYSQL_TABLE_OPTIONS,)
 
     id: uuid.UUID = _uuid_pk()
     title: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
@@ -58,6 +67,7 @@ class Task(ArchonModel, table=True):
         sa.Index("idx_archon_tasks_priority", "priority"),
         sa.Index("idx_archon_tasks_archived", "archived"),
         sa.Index("idx_archon_tasks_archived_at", "archived_at"),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: uuid.UUID = _uuid_pk()
@@ -98,6 +108,7 @@ class ProjectSource(ArchonModel, table=True):
         sa.UniqueConstraint("project_id", "source_id"),
         sa.Index("idx_archon_project_sources_project_id", "project_id"),
         sa.Index("idx_archon_project_sources_source_id", "source_id"),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: uuid.UUID = _uuid_pk()
@@ -131,9 +142,12 @@ class DocumentVersion(ArchonModel, table=True):
         ),
         sa.Index("idx_archon_document_versions_project_id", "project_id"),
         sa.Index("idx_archon_document_versions_task_id", "task_id"),
-        sa.Index("idx_archon_document_versions_field_name", "field_name", **mysql_prefix("field_name")),
+        sa.Index(
+            "idx_archon_document_versions_field_name", "field_name", **mysql_prefix("field_name")
+        ),
         sa.Index("idx_archon_document_versions_version_number", "version_number"),
         sa.Index("idx_archon_document_versions_created_at", "created_at"),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: uuid.UUID = _uuid_pk()

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Field
 
 from app.domain.base import ArchonModel
-from app.domain.types import TZDateTime, keyed_text, utcnow
+from app.domain.types import MYSQL_TABLE_OPTIONS, TZDateTime, keyed_text, utcnow
 
 
 def _uuid_pk() -> Any:
@@ -25,6 +25,7 @@ class Setting(ArchonModel, table=True):
         sa.UniqueConstraint("key"),
         sa.Index("idx_archon_settings_key", "key"),
         sa.Index("idx_archon_settings_category", "category"),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: uuid.UUID = _uuid_pk()
@@ -45,6 +46,7 @@ class Prompt(ArchonModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("prompt_name"),
         sa.Index("idx_archon_prompts_name", "prompt_name"),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: uuid.UUID = _uuid_pk()
@@ -63,6 +65,7 @@ class MigrationRecord(ArchonModel, table=True):
         sa.UniqueConstraint("version", "migration_name"),
         sa.Index("idx_archon_migrations_version", "version"),
         sa.Index("idx_archon_migrations_applied_at", "applied_at"),
+        MYSQL_TABLE_OPTIONS,
     )
 
     id: uuid.UUID = _uuid_pk()
@@ -70,5 +73,3 @@ class MigrationRecord(ArchonModel, table=True):
     migration_name: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
     applied_at: datetime | None = Field(default_factory=utcnow, sa_type=TZDateTime)
     checksum: str | None = Field(default=None, sa_type=sa.String(32))
-
-

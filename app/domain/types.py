@@ -83,3 +83,8 @@ def keyed_text(mysql_length: int) -> sa.types.TypeEngine[str]:
 def mysql_prefix(*columns: str, length: int = 191) -> dict[str, dict[str, int]]:
     """Index kwargs giving MySQL the prefix length it needs to index TEXT columns."""
     return {"mysql_length": dict.fromkeys(columns, length)}
+
+
+# Case- and accent-sensitive comparison on MySQL/MariaDB, as on PostgreSQL and SQLite, so that
+# filters (=, LIKE, IN) give the same rows on every backend.
+MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}

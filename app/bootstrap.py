@@ -1,0 +1,115 @@
+"""The composition root: Settings -> engines -> sessionmakers -> vector index -> DataLayer."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.config import Settings, get_settings
+from app.engines import create_engine_for
+from app.uow.sqlalchemy import SqlAlchemyUnitOfWork, run_in_transaction
+
+if TYPE_CHECKING:
+    from app.crypto import CredentialCipher
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class DataLayer:
+    """What services hold: Units of Work, migrations, ingestion and search."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: AsyncEngine,
+        read_engines: list[AsyncEngine],
+        cipher: CredentialCipher | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.read_engines = read_engines
+        self.cipher = cipher
+        self._sessionmaker = _sessionmaker(engine)
+        self._read_sessionmakers = [_sessionmaker(e) for e in read_engines] or [self._sessionmaker]
+        self._next_reader = itertools.cycle(self._read_sessionmakers)
+        self.vector_index: Any = None
+        self._vector_binder: Callable[[SqlAlchemyUnitOfWork], Any] | None = None
+
+    @property
+    def dialect_name(self) -> str:
+        """``postgresql``, ``mysql`` or ``sqlite``."""
+        return self.engine.dialect.name
+
+    def uow(
+        self, *, read_only: bool = False, isolation_level: str | None = None
+    ) -> SqlAlchemyUnitOfWork:
+        """A new Unit of Work; ``read_only`` ones may be served by a read replica."""
+        maker = next(self._next_reader) if read_only else self._sessionmaker
+        return SqlAlchemyUnitOfWork(
+            maker,
+            read_only=read_only,
+            isolation_level=isolation_level,
+            cipher=self.cipher,
+            vector_binder=self._vector_binder,
+        )
+
+    async def run_in_transaction(
+        self,
+        work: Callable[[SqlAlchemyUnitOfWork], Awaitable[T]],
+        *,
+        attempts: int = 5,
+        isolation_level: str | None = None,
+    ) -> T:
+        """Run ``work(uow)`` and commit, retrying on serialization failures and deadlocks."""
+        return await run_in_transaction(
+            lambda: self.uow(isolation_level=isolation_level), work, attempts=attempts
+        )
+
+    async def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` (Alembic ``upgrade``)."""
+        from app import migrations
+
+        await migrations.upgrade(self.engine, revision)
+
+    async def aclose(self) -> None:
+        """Dispose of every engine and client."""
+        closer = getattr(self.vector_index, "aclose", None)
+        if closer is not None:
+            await closer()
+        for engine in (self.engine, *self.read_engines):
+            await engine.dispose()
+
+
+def _sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def bootstrap(settings: Settings | None = None) -> DataLayer:
+    """Build the data layer from ``settings`` (the environment when omitted). Connects lazily."""
+    from app.crypto import CredentialCipher
+
+    settings = settings or get_settings()
+    assert settings.database_url is not None  # resolved by Settings
+    engine = create_engine_for(settings.database_url, settings)
+    read_engines = _read_engines(settings)
+    layer = DataLayer(settings, engine, read_engines, CredentialCipher.from_settings(settings))
+    log.info("data layer on %s (%s)", settings.safe_database_url, settings.database_type)
+    return layer
+
+
+def _read_engines(settings: Settings) -> list[AsyncEngine]:
+    if settings.enable_read_replicas and settings.database_read_urls:
+        return [
+            create_engine_for(url, settings, read_only=True) for url in settings.database_read_urls
+        ]
+    if settings.database_type == "sqlite":
+        # Readers get their own connections with a deferred BEGIN, so they never queue behind
+        # writers' BEGIN IMMEDIATE (WAL lets them read while one writer writes).
+        assert settings.database_url is not None
+        return [create_engine_for(settings.database_url, settings, read_only=True)]
+    return []

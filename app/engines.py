@@ -1,0 +1,97 @@
+"""Engine construction per dialect: pooling, SQLite pragmas and locking, pooler-safe asyncpg."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from app.config import DatabaseType, Settings, mask_url
+
+log = logging.getLogger("app.sql")
+
+
+def _pooler_statement_name() -> str:
+    # Behind a transaction pooler a prepared statement may reach another server connection:
+    # names must never repeat across clients.
+    return f"__asyncpg_{uuid4().hex}__"
+
+
+def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) -> AsyncEngine:
+    """An ``AsyncEngine`` for ``url`` configured for its dialect and the settings."""
+    backend = make_url(url).get_backend_name()
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if backend == "sqlite":
+        kwargs["connect_args"] = {"timeout": settings.database_pool_timeout}
+    else:
+        kwargs.update(
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_pool_size,
+            pool_timeout=settings.database_pool_timeout,
+            pool_recycle=settings.database_pool_recycle,
+        )
+    if backend == "postgresql" and settings.database_type is DatabaseType.SUPABASE:
+        kwargs["connect_args"] = {
+            "statement_cache_size": 0,
+            "prepared_statement_name_func": _pooler_statement_name,
+        }
+        url = str(
+            make_url(url)
+            .update_query_dict({"prepared_statement_cache_size": "0"})
+            .render_as_string(hide_password=False)
+        )
+    engine = create_async_engine(url, **kwargs)
+    if backend == "sqlite":
+        _configure_sqlite(engine, read_only=read_only)
+    if settings.enable_query_logging:
+        _install_query_logging(engine, settings.slow_query_threshold_ms)
+    log.debug("engine created for %s", mask_url(url))
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine, *, read_only: bool) -> None:
+    """WAL, enforced foreign keys, and BEGIN IMMEDIATE for writers.
+
+    SQLite allows one writer at a time; a deferred transaction that reads and then writes fails
+    with SQLITE_BUSY when another writer got there first. Taking the write lock at BEGIN makes
+    writers queue behind ``busy_timeout`` instead, so concurrent Units of Work never lose updates.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA case_sensitive_like=ON")
+        if read_only:
+            cursor.execute("PRAGMA query_only=ON")
+        cursor.close()
+
+    begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)
+
+
+def _install_query_logging(engine: AsyncEngine, slow_ms: float) -> None:
+    """Log each statement (never its parameters, which may hold secrets) and flag slow ones."""
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def _start(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
+        conn.info.setdefault("query_start", []).append(time.perf_counter())
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _end(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        elapsed_ms = (time.perf_counter() - conn.info["query_start"].pop()) * 1000
+        level = logging.WARNING if elapsed_ms >= slow_ms else logging.INFO
+        log.log(level, "%.1f ms %s", elapsed_ms, " ".join(statement.split())[:500])

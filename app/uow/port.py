@@ -1,0 +1,63 @@
+"""The UnitOfWork port."""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+if TYPE_CHECKING:
+    from app.repositories.ports import (
+        CodeExampleRepository,
+        CrawledPageRepository,
+        DocumentVersionRepository,
+        PageMetadataRepository,
+        ProjectRepository,
+        ProjectSourceRepository,
+        PromptRepository,
+        SettingRepository,
+        SourceRepository,
+        TaskRepository,
+    )
+
+
+class UnitOfWork(Protocol):
+    """One transaction over every repository (and, where it can, the vector index).
+
+    ``async with uow:`` opens it; ``await uow.commit()`` makes its writes durable; leaving the block
+    without committing rolls everything back, and the session is always closed. Repositories flush
+    but never commit. A Unit of Work must not be shared between concurrent tasks.
+    """
+
+    sources: SourceRepository
+    pages: CrawledPageRepository
+    code_examples: CodeExampleRepository
+    page_metadata: PageMetadataRepository
+    projects: ProjectRepository
+    tasks: TaskRepository
+    project_sources: ProjectSourceRepository
+    document_versions: DocumentVersionRepository
+    settings: SettingRepository
+    prompts: PromptRepository
+    vectors: Any
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None:
+        """Flush and commit; on ``ConflictError``/``InvalidInputError`` all is rolled back."""
+        ...
+
+    async def rollback(self) -> None:
+        """Discard everything written since the transaction began."""
+        ...
+
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
+        """A nested transaction: an exception inside rolls back only the nested work."""
+        ...

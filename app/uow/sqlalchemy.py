@@ -1,0 +1,252 @@
+"""SqlAlchemyUnitOfWork: the UnitOfWork port over one ``AsyncSession``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from functools import cached_property
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.errors import (
+    DataLayerError,
+    InvalidInputError,
+    RetryableError,
+    UnsupportedFeatureError,
+    translate_errors,
+)
+
+if TYPE_CHECKING:
+    from app.crypto import CredentialCipher
+    from app.repositories import (
+        SqlAlchemyCodeExampleRepository,
+        SqlAlchemyCrawledPageRepository,
+        SqlAlchemyDocumentVersionRepository,
+        SqlAlchemyPageMetadataRepository,
+        SqlAlchemyProjectRepository,
+        SqlAlchemyProjectSourceRepository,
+        SqlAlchemyPromptRepository,
+        SqlAlchemySettingRepository,
+        SqlAlchemySourceRepository,
+        SqlAlchemyTaskRepository,
+    )
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+ISOLATION_LEVELS = frozenset(
+    {"READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"}
+)
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+class SqlAlchemyUnitOfWork:
+    """One ``AsyncSession`` and its transaction; repositories are created on first use."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        read_only: bool = False,
+        isolation_level: str | None = None,
+        cipher: CredentialCipher | None = None,
+        vector_binder: Callable[[SqlAlchemyUnitOfWork], Any] | None = None,
+    ) -> None:
+        if isolation_level is not None and isolation_level.upper() not in ISOLATION_LEVELS:
+            raise InvalidInputError(
+                f"unknown isolation level {isolation_level!r}; "
+                f"use one of {sorted(ISOLATION_LEVELS)}"
+            )
+        self._sessionmaker = sessionmaker
+        self.read_only = read_only
+        self.isolation_level = isolation_level.upper() if isolation_level else None
+        self._cipher = cipher
+        self._vector_binder = vector_binder
+        self._session: AsyncSession | None = None
+        self._after_commit: list[AfterCommit] = []
+
+    @property
+    def session(self) -> AsyncSession:
+        """The open session; only inside ``async with``."""
+        if self._session is None:
+            raise DataLayerError(
+                "the Unit of Work is not open: use `async with layer.uow() as uow`"
+            )
+        return self._session
+
+    async def __aenter__(self) -> Self:
+        self._session = self._sessionmaker()
+        options: dict[str, Any] = {}
+        if self.isolation_level:
+            options["isolation_level"] = self.isolation_level
+        if self.read_only and self._session.bind.dialect.name == "postgresql":
+            options["postgresql_readonly"] = True
+        if options:
+            with translate_errors("opening the transaction"):
+                await self._session.connection(execution_options=options)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        session, self._session = self._session, None
+        self._after_commit.clear()
+        if session is None:
+            return
+        try:
+            if session.in_transaction():
+                await session.rollback()
+        finally:
+            await session.close()
+
+    async def commit(self) -> None:
+        """Flush and commit, then run the after-commit work (e.g. applying the vector outbox)."""
+        if self.read_only:
+            raise UnsupportedFeatureError(
+                "a read-only Unit of Work cannot commit; open layer.uow()"
+            )
+        session = self.session
+        try:
+            with translate_errors("commit"):
+                await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+        hooks, self._after_commit = self._after_commit, []
+        for hook in hooks:
+            await hook()
+
+    async def rollback(self) -> None:
+        """Discard the transaction's writes; the Unit of Work stays usable."""
+        self._after_commit.clear()
+        await self.session.rollback()
+
+    async def flush(self) -> None:
+        """Send pending changes now (to see generated ids or constraint errors early)."""
+        with translate_errors("flush"):
+            await self.session.flush()
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Nested work: an exception inside rolls back only what was done inside."""
+        with translate_errors("savepoint"):
+            nested = await self.session.begin_nested()
+        try:
+            yield
+        except BaseException:
+            if nested.is_active:
+                await nested.rollback()
+            raise
+        else:
+            if nested.is_active:
+                with translate_errors("releasing the savepoint"):
+                    await nested.commit()
+
+    def after_commit(self, hook: AfterCommit) -> None:
+        """Run ``hook`` once this transaction has committed (never after a rollback)."""
+        self._after_commit.append(hook)
+
+    @cached_property
+    def vectors(self) -> Any:
+        """The vector index, bound to this Unit of Work's transaction where it can be."""
+        if self._vector_binder is None:
+            raise UnsupportedFeatureError("no vector index is configured for this data layer")
+        return self._vector_binder(self)
+
+    @cached_property
+    def sources(self) -> SqlAlchemySourceRepository:
+        from app.repositories import SqlAlchemySourceRepository
+
+        return SqlAlchemySourceRepository(self.session)
+
+    @cached_property
+    def pages(self) -> SqlAlchemyCrawledPageRepository:
+        from app.repositories import SqlAlchemyCrawledPageRepository
+
+        return SqlAlchemyCrawledPageRepository(self.session)
+
+    @cached_property
+    def code_examples(self) -> SqlAlchemyCodeExampleRepository:
+        from app.repositories import SqlAlchemyCodeExampleRepository
+
+        return SqlAlchemyCodeExampleRepository(self.session)
+
+    @cached_property
+    def page_metadata(self) -> SqlAlchemyPageMetadataRepository:
+        from app.repositories import SqlAlchemyPageMetadataRepository
+
+        return SqlAlchemyPageMetadataRepository(self.session)
+
+    @cached_property
+    def projects(self) -> SqlAlchemyProjectRepository:
+        from app.repositories import SqlAlchemyProjectRepository
+
+        return SqlAlchemyProjectRepository(self.session)
+
+    @cached_property
+    def tasks(self) -> SqlAlchemyTaskRepository:
+        from app.repositories import SqlAlchemyTaskRepository
+
+        return SqlAlchemyTaskRepository(self.session)
+
+    @cached_property
+    def project_sources(self) -> SqlAlchemyProjectSourceRepository:
+        from app.repositories import SqlAlchemyProjectSourceRepository
+
+        return SqlAlchemyProjectSourceRepository(self.session)
+
+    @cached_property
+    def document_versions(self) -> SqlAlchemyDocumentVersionRepository:
+        from app.repositories import SqlAlchemyDocumentVersionRepository
+
+        return SqlAlchemyDocumentVersionRepository(self.session)
+
+    @cached_property
+    def settings(self) -> SqlAlchemySettingRepository:
+        from app.crypto import CredentialCipher
+        from app.repositories import SqlAlchemySettingRepository
+
+        return SqlAlchemySettingRepository(self.session, self._cipher or CredentialCipher.default())
+
+    @cached_property
+    def prompts(self) -> SqlAlchemyPromptRepository:
+        from app.repositories import SqlAlchemyPromptRepository
+
+        return SqlAlchemyPromptRepository(self.session)
+
+
+async def run_in_transaction(
+    open_uow: Callable[[], SqlAlchemyUnitOfWork],
+    work: Callable[[SqlAlchemyUnitOfWork], Awaitable[T]],
+    *,
+    attempts: int = 5,
+    base_delay: float = 0.02,
+    max_delay: float = 1.0,
+) -> T:
+    """Run ``work`` in a fresh Unit of Work and commit, again on serialization failures/deadlocks.
+
+    Retries only ``RetryableError`` (PostgreSQL 40001/40P01, MySQL 1213/1205, SQLite busy), at most
+    ``attempts`` times, sleeping a full-jitter exponential backoff between tries.
+    """
+    if attempts < 1:
+        raise InvalidInputError("attempts must be at least 1")
+    for attempt in range(1, attempts + 1):
+        try:
+            async with open_uow() as uow:
+                result = await work(uow)
+                await uow.commit()
+                return result
+        except RetryableError:
+            if attempt == attempts:
+                raise
+            delay = random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))
+            log.info("transaction lost a race (attempt %d/%d); retrying", attempt, attempts)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover
