@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -12,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.config import DatabaseType, Settings, mask_url
+from app.filter_eval import json_contains
 
 log = logging.getLogger("app.sql")
 
@@ -73,12 +75,22 @@ def _configure_sqlite(engine: AsyncEngine, *, read_only: bool) -> None:
         if read_only:
             cursor.execute("PRAGMA query_only=ON")
         cursor.close()
+        dbapi_connection.create_function(
+            "archon_json_contains", 2, _sqlite_json_contains, deterministic=True
+        )
 
     begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
+
+
+def _sqlite_json_contains(document: str | None, wanted: str | None) -> int | None:
+    """PostgreSQL's ``jsonb @> jsonb`` for SQLite, which has no JSON containment of its own."""
+    if document is None or wanted is None:
+        return None
+    return int(json_contains(json.loads(document), json.loads(wanted)))
 
 
 def _install_query_logging(engine: AsyncEngine, slow_ms: float) -> None:
