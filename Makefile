@@ -1,0 +1,43 @@
+# `make test` is all a user runs: it builds the venv and the services it needs first.
+.PHONY: venv services test lint demo bench clean
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+venv: $(STAMP)
+
+# Re-installs only when pyproject.toml changes; the stamp makes a second `make venv` instant.
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+# pgbouncer (Debian package) sits in front of the pgvector server in the pooler tests.
+# Installed only when missing and we are root; otherwise those tests skip and say why.
+services:
+	@if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && apt-get install -y -qq pgbouncer; \
+		else \
+			echo "pgbouncer is not installed (apt-get install pgbouncer): its tests will skip"; \
+		fi; \
+	fi
+
+test: venv services
+	$(VENV)/bin/pytest --cov=app --cov-report=term-missing --cov-fail-under=90 $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check app tests benchmarks
+	$(VENV)/bin/mypy app
+
+demo: venv
+	$(PYTHON) -m app.demo
+
+bench: venv
+	$(PYTHON) -m benchmarks
+
+clean:
+	rm -rf .pytest_cache .mypy_cache .ruff_cache htmlcov build dist .coverage .coverage.* coverage.xml
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
