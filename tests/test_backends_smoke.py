@@ -193,3 +193,13 @@ async def test_layer_and_sql_fixtures_see_the_same_empty_tables(layer: DataLayer
     assert sql.engine is layer.engine
     assert await sql.scalar("SELECT count(*) FROM archon_sources") == 0
     assert await sql.execute("DELETE FROM archon_tasks WHERE 1 = 0") == 0
+
+
+async def test_pooled_layers_reach_the_pgvector_database(
+    make_pooled_layer: LayerFactory, pgbouncer: str, pgvector_backend: Backend
+) -> None:
+    layer = await make_pooled_layer()
+    assert layer.settings.database_url == pgbouncer
+    database = await fetch_scalar(layer, "SELECT current_database()")
+    assert database == make_url(pgvector_backend.url).database
+    assert await fetch_scalar(layer, "SELECT count(*) FROM archon_sources") == 0
