@@ -30,7 +30,11 @@ async def _tasks_in_db(layer, project_id: str) -> list[tuple[str, int, bool]]:
                 "SELECT title, task_order, archived FROM archon_tasks "
                 "WHERE project_id = :p ORDER BY task_order, title"
             ),
-            {"p": project_id if layer.dialect_name == "postgresql" else project_id.replace("-", "")},
+            {
+                "p": project_id
+                if layer.dialect_name == "postgresql"
+                else project_id.replace("-", "")
+            },
         )
         return [(r[0], r[1], bool(r[2])) for r in rows]
 
