@@ -1,0 +1,346 @@
+"""The generic repository: its port (``Repository[T]``) and its SQLAlchemy adapter."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.sql.elements import ColumnElement
+
+from app.domain.types import utcnow
+from app.errors import InvalidInputError, NotFoundError, translate_errors
+from app.repositories import bulk
+from app.repositories.paging import (
+    Page,
+    after_clause,
+    decode_cursor,
+    encode_cursor,
+    order_clauses,
+    order_keys,
+)
+from app.repositories.sql_filters import compile_filters
+from app.repositories.validation import ModelColumns, columns_of, validator_for
+
+T = TypeVar("T")
+Filters = Mapping[str, Any]
+# Rows per INSERT statement; SQLAlchemy pages multi-row VALUES within it as well.
+BATCH_SIZE = 500
+
+
+class Repository(Protocol[T]):
+    """Storage of one entity type. Methods flush, never commit: the Unit of Work commits.
+
+    Entities are SQLModel table models. Every method validates its input before any SQL is sent
+    (``InvalidInputError`` naming the field); a write that fails leaves the Unit of Work usable
+    and nothing of that call behind. Database errors arrive as ``app.errors`` types:
+    ``ConflictError`` for unique and foreign-key violations, ``BackendUnavailableError`` when
+    the database cannot be reached.
+
+    ``filters`` use the filter language of ``app.filters``: ``{"field": value}``,
+    ``{"field": {"op": value}}`` (eq, ne, gt, gte, lt, lte, in, not_in, like, ilike, is_null,
+    contains), JSON paths such as ``"metadata.knowledge_type"``, and ``and``/``or``/``not``.
+    Field names are column names (``metadata``) or attribute names (``metadata_``). Comparisons
+    follow SQL's three-valued logic: ``ne`` and ``not_in`` never match NULL or a missing key.
+    ``order_by`` is a list of column names, ``"-name"`` for descending; NULLs sort last, and
+    the primary key is always the final tie-breaker, so orders are stable.
+    """
+
+    async def add(self, entity: T) -> T:
+        """Insert ``entity``; returns it with its generated id set. ConflictError on a
+        duplicate key or a missing referenced row."""
+        ...
+
+    async def add_many(self, entities: Iterable[T]) -> list[T]:
+        """Insert all of ``entities`` or none of them (all are validated first); returns them,
+        in input order, with generated ids set."""
+        ...
+
+    async def get(self, id: Any) -> T | None:
+        """The entity with primary key ``id``, or ``None``."""
+        ...
+
+    async def get_or_raise(self, id: Any) -> T:
+        """The entity with primary key ``id``; NotFoundError naming entity and id otherwise."""
+        ...
+
+    async def get_many(self, ids: Iterable[Any]) -> list[T]:
+        """The entities with these primary keys, in the order of ``ids``; missing ones skipped."""
+        ...
+
+    async def list(
+        self,
+        filters: Filters | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[T]:
+        """Entities matching ``filters`` in ``order_by`` order (primary key order by default)."""
+        ...
+
+    async def page(
+        self,
+        filters: Filters | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[T]:
+        """Up to ``limit`` entities following the cursor ``after`` (keyset pagination).
+
+        Pass ``next_cursor`` back as ``after`` with the same filters and ordering for the next
+        page; it is ``None`` on the last page. Rows inserted or deleted meanwhile never make
+        the pages repeat or skip a row that existed throughout. InvalidInputError for a cursor
+        of another table or ordering.
+        """
+        ...
+
+    async def count(self, filters: Filters | None = None) -> int:
+        """How many entities match ``filters``."""
+        ...
+
+    async def update(self, id: Any, values: Mapping[str, Any]) -> T:
+        """Set ``values`` (by attribute or column name) on the entity ``id``; returns it.
+
+        ``updated_at`` is set to now unless given. The primary key cannot change.
+        NotFoundError when there is no such entity.
+        """
+        ...
+
+    async def upsert_many(
+        self, entities: Iterable[T], *, on: Sequence[str], update: Sequence[str] | None = None
+    ) -> int:
+        """Insert ``entities``, or update the rows that already have their ``on`` values.
+
+        ``on`` must be the primary key or the columns of a unique constraint (InvalidInputError
+        otherwise). ``update`` lists the columns to overwrite on a match (default: all but
+        ``on``, the primary key and ``created_at``; empty: keep existing rows as they are).
+        One native statement per batch, never a read before the write. When several entities
+        share ``on`` values the last one wins. Returns the number of distinct rows written.
+        Entities already loaded in this Unit of Work are not refreshed.
+        """
+        ...
+
+    async def delete(self, id: Any) -> bool:
+        """Delete the entity ``id``; whether it existed."""
+        ...
+
+    async def delete_where(self, filters: Filters) -> int:
+        """Delete the entities matching ``filters``; how many. Empty filters are refused
+        (InvalidInputError): use ``delete_all`` to delete everything."""
+        ...
+
+    async def delete_all(self) -> int:
+        """Delete every entity of this type; how many."""
+        ...
+
+
+class SqlAlchemyRepository(Generic[T]):
+    """``Repository[T]`` over an ``AsyncSession``; subclasses set ``model``."""
+
+    model: ClassVar[type[Any]]
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+        self.columns: ModelColumns = columns_of(self.model)
+        self.table: sa.Table = self.columns.table
+        self._validator = validator_for(self.model)
+        self._name = self.model.__name__
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+
+    def _where(self, filters: Filters | None) -> ColumnElement[bool] | None:
+        """The WHERE clause for ``filters`` (``None`` when empty); InvalidInputError if bad."""
+        return compile_filters(filters, self.model)
+
+    def _order(self, order_by: Sequence[str] | None) -> list[ColumnElement[Any]]:
+        """ORDER BY terms for ``order_by``, NULLs last, primary key as the last tie-breaker."""
+        return order_clauses(order_keys(self.columns, order_by))
+
+    def _validate(self, entity: T) -> T:
+        """Check (and normalize in place) ``entity`` before it goes near the database."""
+        self._validator.many([entity])
+        return entity
+
+    def _select(self, filters: Filters | None) -> sa.Select[Any]:
+        stmt = sa.select(self.model)
+        where = self._where(filters)
+        return stmt if where is None else stmt.where(where)
+
+    def _pk_value(self, id: Any) -> Any:
+        return self._validator.values({self.columns.pk.name: id})[
+            self.columns.attr_of[self.columns.pk.name]
+        ]
+
+    @asynccontextmanager
+    async def _atomic(self, action: str) -> AsyncIterator[None]:
+        """A savepoint: a failure undoes only this call and leaves the Unit of Work usable."""
+        with translate_errors(f"{action} {self._name}"):
+            async with self.session.begin_nested():
+                yield
+
+    async def _dialect(self) -> Dialect:
+        connection = await self.session.connection()
+        return connection.dialect
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def get(self, id: Any) -> T | None:
+        """The entity with primary key ``id``, or ``None``."""
+        key = self._pk_value(id)
+        with translate_errors(f"loading {self._name}"):
+            return await self.session.get(self.model, key)
+
+    async def get_or_raise(self, id: Any) -> T:
+        """The entity with primary key ``id``; NotFoundError otherwise."""
+        found = await self.get(id)
+        if found is None:
+            raise NotFoundError(f"{self._name} {id!r} does not exist")
+        return found
+
+    async def get_many(self, ids: Iterable[Any]) -> list[T]:
+        """The entities with these ids, in the order of ``ids``; missing ones skipped."""
+        keys = [self._pk_value(i) for i in ids]
+        pk, found = self.columns.pk, {}
+        attr = self.columns.attr_of[pk.name]
+        with translate_errors(f"loading {self._name}"):
+            for start in range(0, len(keys), BATCH_SIZE):
+                chunk = keys[start : start + BATCH_SIZE]
+                rows = await self.session.scalars(sa.select(self.model).where(pk.in_(chunk)))
+                found.update({getattr(row, attr): row for row in rows})
+        return [found[key] for key in keys if key in found]
+
+    async def list(
+        self,
+        filters: Filters | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> list[T]:
+        """Entities matching ``filters``, ordered, optionally sliced."""
+        stmt = self._select(filters).order_by(*self._order(order_by))
+        if limit is not None:
+            stmt = stmt.limit(_count_arg("limit", limit))
+        if offset:
+            stmt = stmt.offset(_count_arg("offset", offset))
+        with translate_errors(f"listing {self._name}"):
+            return list(await self.session.scalars(stmt))
+
+    async def page(
+        self,
+        filters: Filters | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[T]:
+        """A keyset-paginated slice; pass ``next_cursor`` back as ``after``."""
+        if _count_arg("limit", limit) < 1:
+            raise InvalidInputError("limit must be at least 1")
+        keys = order_keys(self.columns, order_by)
+        stmt = self._select(filters)
+        if after is not None:
+            stmt = stmt.where(after_clause(keys, decode_cursor(keys, after)))
+        stmt = stmt.order_by(*order_clauses(keys)).limit(limit + 1)
+        with translate_errors(f"paging {self._name}"):
+            rows = list(await self.session.scalars(stmt))
+        more = len(rows) > limit
+        items = rows[:limit]
+        return Page(items, encode_cursor(keys, items[-1]) if more else None)
+
+    async def count(self, filters: Filters | None = None) -> int:
+        """How many entities match ``filters``."""
+        stmt = sa.select(sa.func.count()).select_from(self.table)
+        where = self._where(filters)
+        if where is not None:
+            stmt = stmt.where(where)
+        with translate_errors(f"counting {self._name}"):
+            return int((await self.session.execute(stmt)).scalar_one())
+
+    # -- writes -------------------------------------------------------------------------------
+
+    async def add(self, entity: T) -> T:
+        """Insert ``entity`` and flush; returns it with its generated id."""
+        self._validate(entity)
+        async with self._atomic("adding"):
+            self.session.add(entity)
+            await self.session.flush()
+        return entity
+
+    async def add_many(self, entities: Iterable[T]) -> builtins.list[T]:
+        """Insert all of ``entities`` or none; returns them with generated ids."""
+        items = self._validator.many(entities)
+        if not items:
+            return items
+        dialect = await self._dialect()
+        async with self._atomic("adding"):
+            inserted = await bulk.insert_all(self.session, dialect, self.columns, items)
+        for entity in inserted:  # they are rows now: let the session know them as such
+            make_transient_to_detached(entity)
+            self.session.add(entity)
+        return items
+
+    async def update(self, id: Any, values: Mapping[str, Any]) -> T:
+        """Set ``values`` on the entity ``id`` and flush; returns it."""
+        checked = self._validator.values(values)
+        pk_attr = self.columns.attr_of[self.columns.pk.name]
+        if pk_attr in checked:
+            raise InvalidInputError(f"the primary key of {self._name} cannot be updated")
+        if "updated_at" in self.columns.by_name:
+            checked.setdefault(self.columns.attr_of["updated_at"], utcnow())
+        entity = await self.get_or_raise(id)
+        async with self._atomic("updating"):
+            for attr, value in checked.items():
+                setattr(entity, attr, value)
+            await self.session.flush()
+        return entity
+
+    async def upsert_many(
+        self, entities: Iterable[T], *, on: Sequence[str], update: Sequence[str] | None = None
+    ) -> int:
+        """Insert or update on ``on``, natively per dialect; the number of rows written."""
+        items = self._validator.many(entities)
+        plan = bulk.plan(self.columns, on, update)
+        if not items:
+            return 0
+        dialect = await self._dialect()
+        async with self._atomic("upserting"):
+            return await bulk.upsert_all(self.session, dialect, plan, items)
+
+    async def delete(self, id: Any) -> bool:
+        """Delete the entity ``id``; whether it existed."""
+        where = self.columns.pk == self._pk_value(id)
+        return await self._delete(where) > 0
+
+    async def delete_where(self, filters: Filters) -> int:
+        """Delete the entities matching (non-empty) ``filters``; how many."""
+        where = self._where(filters)
+        if where is None:
+            raise InvalidInputError(
+                f"delete_where on {self._name} needs filters; use delete_all() to delete all"
+            )
+        return await self._delete(where)
+
+    async def delete_all(self) -> int:
+        """Delete every entity of this type; how many."""
+        return await self._delete(sa.true())
+
+    async def _delete(self, where: ColumnElement[bool]) -> int:
+        # ORM-enabled so that loaded instances of deleted rows leave the session too.
+        stmt = sa.delete(self.model).where(where).execution_options(synchronize_session="fetch")
+        async with self._atomic("deleting"):
+            result = await self.session.execute(stmt)
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _count_arg(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidInputError(f"{name} must be a non-negative integer, got {value!r}")
+    return value

@@ -1,0 +1,182 @@
+"""Bulk writes: multi-row INSERT (with RETURNING where the server has it) and native upserts.
+
+One statement per batch, chosen by dialect: ``INSERT ... ON CONFLICT (...) DO UPDATE`` on
+PostgreSQL and SQLite, ``INSERT ... ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
+
+from app.errors import InvalidInputError, UnsupportedFeatureError
+from app.repositories.validation import ModelColumns
+
+# Bound parameters per statement stay below every driver's limit (asyncpg and SQLite: 32767).
+MAX_PARAMETERS = 30_000
+MAX_ROWS = 1_000
+_NEVER_UPDATED = frozenset({"created_at"})
+
+
+@dataclass(frozen=True)
+class UpsertPlan:
+    """What an upsert matches on and what it overwrites, checked against the table."""
+
+    columns: ModelColumns
+    on: tuple[sa.Column[Any], ...]
+    update: tuple[sa.Column[Any], ...]
+
+
+def unique_keys(table: sa.Table) -> list[frozenset[str]]:
+    """The column sets the table declares unique: primary key, constraints, unique indexes."""
+    keys = [frozenset(c.name for c in table.primary_key.columns)]
+    for constraint in table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint):
+            keys.append(frozenset(c.name for c in constraint.columns))
+    keys += [frozenset(c.name for c in index.columns) for index in table.indexes if index.unique]
+    return keys
+
+
+def plan(columns: ModelColumns, on: Sequence[str], update: Sequence[str] | None) -> UpsertPlan:
+    """Resolve and check ``on`` and ``update``; InvalidInputError before any SQL."""
+    if isinstance(on, str) or not on:
+        raise InvalidInputError("upsert_many needs on=[column, ...]: a unique key of the table")
+    on_columns = tuple(columns.column(name) for name in on)
+    names = frozenset(c.name for c in on_columns)
+    keys = unique_keys(columns.table)
+    if names not in keys:
+        listed = "; ".join(", ".join(sorted(key)) for key in keys)
+        raise InvalidInputError(
+            f"upsert on ({', '.join(sorted(names))}) needs a unique key of "
+            f"{columns.table.name} (MySQL cannot target any other); unique keys: {listed}"
+        )
+    if update is None:
+        skip = names | {columns.pk.name} | _NEVER_UPDATED
+        chosen = tuple(c for c in columns.table.columns if c.name not in skip)
+    else:
+        if isinstance(update, str):
+            raise InvalidInputError("update takes a list of column names")
+        chosen = tuple(columns.column(name) for name in update)
+        if any(c is columns.pk for c in chosen):
+            raise InvalidInputError("upsert_many cannot update the primary key")
+    return UpsertPlan(columns, on_columns, chosen)
+
+
+def row_of(columns: ModelColumns, entity: Any) -> dict[str, Any]:
+    """The column values of an entity; a generated primary key left out when unset."""
+    state = entity.__dict__
+    row = {name: state.get(attr) for name, attr in columns.attr_of.items()}
+    if row[columns.pk.name] is None:
+        del row[columns.pk.name]
+    return row
+
+
+def _batches(items: Sequence[Any], width: int) -> Iterator[Sequence[Any]]:
+    size = max(1, min(MAX_ROWS, MAX_PARAMETERS // max(width, 1)))
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def returns_ids(dialect: Dialect) -> bool:
+    """Whether a multi-row INSERT can return generated ids in parameter order.
+
+    MariaDB has INSERT ... RETURNING since 10.5; MySQL 8 has none, whatever SQLAlchemy's flags.
+    """
+    if dialect.name in ("mysql", "mariadb"):
+        version = dialect.server_version_info or ()
+        if not (getattr(dialect, "is_mariadb", False) and tuple(version) >= (10, 5)):
+            return False
+    return bool(dialect.insert_executemany_returning_sort_by_parameter_order)
+
+
+async def insert_all(
+    session: AsyncSession, dialect: Dialect, columns: ModelColumns, items: list[Any]
+) -> list[Any]:
+    """Insert ``items``; returns those inserted outside the ORM (the caller attaches them)."""
+    pk_attr = columns.attr_of[columns.pk.name]
+    generated = [e for e in items if e.__dict__.get(pk_attr) is None]
+    if generated and not returns_ids(dialect):
+        # No RETURNING (MySQL 8): lastrowid arithmetic is unsafe with interleaved
+        # auto-increment locking, so the ORM inserts and reads each id.
+        session.add_all(items)
+        await session.flush()
+        return []
+    table, width = columns.table, len(columns.attr_of)
+    given = [e for e in items if e.__dict__.get(pk_attr) is not None]
+    for chunk in _batches(given, width):
+        await session.execute(sa.insert(table), [row_of(columns, e) for e in chunk])
+    returning = sa.insert(table).returning(columns.pk, sort_by_parameter_order=True)
+    for chunk in _batches(generated, width):
+        result = await session.execute(returning, [row_of(columns, e) for e in chunk])
+        for entity, key in zip(chunk, result.scalars(), strict=True):
+            setattr(entity, pk_attr, key)
+    return items
+
+
+async def upsert_all(
+    session: AsyncSession, dialect: Dialect, plan: UpsertPlan, items: list[Any]
+) -> int:
+    """Upsert ``items`` in batches of one statement each; the number of distinct rows."""
+    rows = _last_wins(plan, [row_of(plan.columns, e) for e in items])
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:  # a multi-row VALUES needs the same columns in every row
+        groups.setdefault(frozenset(row), []).append(row)
+    for group in groups.values():
+        for chunk in _batches(group, len(group[0])):
+            await session.execute(_statement(dialect, plan, list(chunk)))
+    _sync_loaded(session, plan, rows)
+    return len(rows)
+
+
+def _sync_loaded(session: AsyncSession, plan: UpsertPlan, rows: list[dict[str, Any]]) -> None:
+    """Give entities this session already holds the values the upsert wrote to their rows."""
+    model, attr_of = plan.columns.model, plan.columns.attr_of
+    loaded = [obj for obj in session.identity_map.values() if isinstance(obj, model)]
+    if not loaded or not plan.update:
+        return
+    by_key = {tuple(row.get(c.name) for c in plan.on): row for row in rows}
+    on_attrs = [attr_of[c.name] for c in plan.on]
+    for obj in loaded:
+        row = by_key.get(tuple(obj.__dict__.get(a) for a in on_attrs))
+        if row is not None:
+            for column in plan.update:
+                set_committed_value(obj, attr_of[column.name], row.get(column.name))
+
+
+def _last_wins(plan: UpsertPlan, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    # PostgreSQL refuses to update one row twice in a statement; keep each key's last row.
+    # NULLs never conflict, so rows with a NULL in the key are all kept.
+    by_key: dict[Any, dict[str, Any]] = {}
+    for index, row in enumerate(rows):
+        key = tuple(row.get(c.name) for c in plan.on)
+        by_key[("row", index) if None in key else key] = row
+    return list(by_key.values())
+
+
+def _statement(dialect: Dialect, plan: UpsertPlan, rows: list[dict[str, Any]]) -> Any:
+    table = plan.columns.table
+    if dialect.name in ("mysql", "mariadb"):
+        my = mysql.insert(table).values(rows)
+        if plan.update:
+            return my.on_duplicate_key_update({c.name: my.inserted[c.name] for c in plan.update})
+        pk = plan.columns.pk  # "no update": a no-op assignment keeps the existing row
+        return my.on_duplicate_key_update({pk.name: table.c[pk.name]})
+    if dialect.name == "postgresql":
+        stmt: Any = postgresql.insert(table).values(rows)
+    elif dialect.name == "sqlite":
+        stmt = sqlite.insert(table).values(rows)
+    else:
+        raise UnsupportedFeatureError(f"upsert_many is not implemented for {dialect.name!r}")
+    on = [c.name for c in plan.on]
+    if not plan.update:
+        return stmt.on_conflict_do_nothing(index_elements=on)
+    return stmt.on_conflict_do_update(
+        index_elements=on, set_={c.name: stmt.excluded[c.name] for c in plan.update}
+    )
