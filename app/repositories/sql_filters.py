@@ -81,6 +81,7 @@ def _column_comparison(column: sa.Column[Any], node: Comparison) -> Expr:
         raise InvalidInputError(f"'contains' needs a JSON field; {name!r} is not one")
     coerce = _coercer(column, name)
     is_text = isinstance(column.type, sa.String)
+    is_enum = isinstance(column.type, sa.Enum)
     if op in ("like", "ilike"):
         if not is_text:
             raise InvalidInputError(f"{op!r} needs a text field; {name!r} is not one")
@@ -90,10 +91,11 @@ def _column_comparison(column: sa.Column[Any], node: Comparison) -> Expr:
         if not values:
             # Unknown on NULL, as in the reference: `x <> x` is NULL there and false elsewhere.
             return column != column if op == "in" else column == column
-        found = text_in(column, [_text(v) for v in values]) if is_text else column.in_(values)
+        exact = is_text and not is_enum  # enum values are validated: no PAD SPACE ties
+        found = text_in(column, [_text(v) for v in values]) if exact else column.in_(values)
         return found if op == "in" else sa.not_(found)
     value = coerce(value)
-    if is_text:
+    if is_text and not (is_enum and op in ("eq", "ne")):
         return text_compare(column, op, _text(value))
     return getattr(column, _OPERATOR[op])(value)
 
