@@ -159,7 +159,8 @@ class PageMetadata(ArchonModel, table=True):
 
     __tablename__ = "archon_page_metadata"
     __table_args__ = (
-        sa.UniqueConstraint("url"),
+        # Archon's own names for this table's constraints (upgrade 011), not PostgreSQL's default.
+        sa.UniqueConstraint("url", name="archon_page_metadata_url_unique"),
         sa.Index("idx_archon_page_metadata_source_id", "source_id"),
         MYSQL_TABLE_OPTIONS,
     )
@@ -169,7 +170,9 @@ class PageMetadata(ArchonModel, table=True):
     )
     source_id: str = Field(
         sa_column=sa.Column(
-            keyed_text(255), sa.ForeignKey(_SOURCE_FK, ondelete="CASCADE"), nullable=False
+            keyed_text(255),
+            sa.ForeignKey(_SOURCE_FK, ondelete="CASCADE", name="archon_page_metadata_source_fk"),
+            nullable=False,
         )
     )
     url: str = Field(sa_column=sa.Column(keyed_text(700), nullable=False))

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql.naming import conv
 from sqlmodel import Field
 
 from app.domain.base import ArchonModel
@@ -131,7 +132,8 @@ class DocumentVersion(ArchonModel, table=True):
         sa.CheckConstraint(
             "(project_id IS NOT NULL AND task_id IS NULL) OR "
             "(project_id IS NULL AND task_id IS NOT NULL)",
-            name="chk_project_or_task",
+            # Archon's own name, kept verbatim (conv() bypasses the naming convention).
+            name=conv("chk_project_or_task"),
         ),
         sa.UniqueConstraint(
             "project_id",
@@ -142,9 +144,7 @@ class DocumentVersion(ArchonModel, table=True):
         ),
         sa.Index("idx_archon_document_versions_project_id", "project_id"),
         sa.Index("idx_archon_document_versions_task_id", "task_id"),
-        sa.Index(
-            "idx_archon_document_versions_field_name", "field_name", **mysql_prefix("field_name")
-        ),
+        sa.Index("idx_archon_document_versions_field_name", "field_name"),
         sa.Index("idx_archon_document_versions_version_number", "version_number"),
         sa.Index("idx_archon_document_versions_created_at", "created_at"),
         MYSQL_TABLE_OPTIONS,

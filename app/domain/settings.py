@@ -64,7 +64,6 @@ class MigrationRecord(ArchonModel, table=True):
     __table_args__ = (
         sa.UniqueConstraint("version", "migration_name"),
         sa.Index("idx_archon_migrations_version", "version"),
-        sa.Index("idx_archon_migrations_applied_at", "applied_at"),
         MYSQL_TABLE_OPTIONS,
     )
 
@@ -73,3 +72,8 @@ class MigrationRecord(ArchonModel, table=True):
     migration_name: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
     applied_at: datetime | None = Field(default_factory=utcnow, sa_type=TZDateTime)
     checksum: str | None = Field(default=None, sa_type=sa.String(32))
+
+
+# Archon's index runs newest first; declared here because it needs the mapped column.
+_applied_at = sa.inspect(MigrationRecord).local_table.c.applied_at
+sa.Index("idx_archon_migrations_applied_at", _applied_at.desc())
