@@ -51,6 +51,26 @@ class TZDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class _PostgresEnum(postgresql.ENUM):
+    """PostgreSQL's named enum, whose CREATE/DROP TYPE only ever runs on PostgreSQL.
+
+    As a variant of a portable Enum its metadata events still fire on every dialect, and other
+    dialects have no ``CREATE TYPE`` (``metadata.create_all`` on MySQL would fail).
+    """
+
+    def _on_table_create(self, target: Any, bind: Any, **kw: Any) -> None:
+        if bind.dialect.name == "postgresql":
+            super()._on_table_create(target, bind, **kw)
+
+    def _on_metadata_create(self, target: Any, bind: Any, **kw: Any) -> None:
+        if bind.dialect.name == "postgresql":
+            super()._on_metadata_create(target, bind, **kw)
+
+    def _on_metadata_drop(self, target: Any, bind: Any, **kw: Any) -> None:
+        if bind.dialect.name == "postgresql":
+            super()._on_metadata_drop(target, bind, **kw)
+
+
 def enum_type(enum_cls: type[enum.Enum], name: str, length: int = 16) -> sa.types.TypeEngine[Any]:
     """A PostgreSQL enum type named like Archon's; VARCHAR with a CHECK constraint elsewhere."""
 
@@ -66,7 +86,7 @@ def enum_type(enum_cls: type[enum.Enum], name: str, length: int = 16) -> sa.type
         values_callable=values,
         validate_strings=True,
     )
-    native = postgresql.ENUM(enum_cls, name=name, values_callable=values, validate_strings=True)
+    native = _PostgresEnum(enum_cls, name=name, values_callable=values, validate_strings=True)
     return portable.with_variant(native, "postgresql")
 
 
