@@ -60,8 +60,9 @@ async def sqlite_backend() -> AsyncIterator[Backend]:
 
 @pytest.fixture(scope="session")
 async def pgvector_server() -> AsyncIterator[str]:
-    """Admin URL (libpq form) of the PostgreSQL server with pgvector."""
-    _require_selected("pgvector")
+    """Admin URL (libpq form) of the PostgreSQL server with pgvector (also behind pgbouncer)."""
+    if "pgbouncer" not in SELECTED:
+        _require_selected("pgvector")
     async with servers.pgvector_server() as admin_url:
         yield admin_url
 
@@ -88,6 +89,24 @@ async def mariadb_backend() -> AsyncIterator[Backend]:
         yield backend
 
 
+@pytest.fixture(scope="session")
+async def pgbouncer_backend(pgvector_server: str) -> AsyncIterator[Backend]:
+    """A database of the pgvector server reached through pgbouncer (transaction mode)."""
+    _require_selected("pgbouncer")
+    async with servers.postgres_backend("pgbouncer", pgvector_server) as direct:
+        with run_pgbouncer(pgvector_server) as pooler_url:
+            database = make_url(direct.url).database
+            url = make_url(pooler_url).set(drivername="postgresql+asyncpg", database=database)
+            yield Backend(
+                "pgbouncer",
+                url.render_as_string(hide_password=False),
+                "postgresql",
+                True,
+                direct_url=direct.url,
+                database_type="supabase",
+            )
+
+
 @pytest.fixture(scope="session", params=SELECTED)
 def backend(request: pytest.FixtureRequest) -> Backend:
     """Each selected backend in turn; each is started once and kept until the session ends."""
@@ -111,7 +130,15 @@ def databases() -> Databases:
 
 @pytest.fixture
 async def make_layer(backend: Backend, databases: Databases) -> AsyncIterator[LayerFactory]:
-    factory = LayerFactory(databases, backend.url)
+    if backend.direct_url is None:
+        factory = LayerFactory(databases, backend.url)
+    else:
+        factory = LayerFactory(
+            databases,
+            backend.direct_url,
+            connect_url=backend.url,
+            database_type=backend.database_type,
+        )
     yield factory
     await factory.aclose()
 
@@ -125,7 +152,9 @@ async def layer(make_layer: LayerFactory) -> DataLayer:
 async def make_pooled_layer(
     pgbouncer: str, pgvector_backend: Backend, databases: Databases
 ) -> AsyncIterator[LayerFactory]:
-    factory = LayerFactory(databases, pgvector_backend.url, connect_url=pgbouncer)
+    factory = LayerFactory(
+        databases, pgvector_backend.url, connect_url=pgbouncer, database_type="supabase"
+    )
     yield factory
     await factory.aclose()
 
@@ -147,6 +176,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if unknown:
                 raise pytest.UsageError(f"{item.nodeid}: unknown backends {sorted(unknown)}")
         if marker is not None and name is not None and name not in marker.args:
+            dropped.append(item)
+        elif name == "pgbouncer" and item.get_closest_marker("pooler") is None:
+            # Behind the pooler only the suites that prove pooler safety run (``pooler``).
             dropped.append(item)
         else:
             kept.append(item)

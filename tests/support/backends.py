@@ -3,7 +3,9 @@
 Environment:
 
 ``TEST_BACKENDS``
-    Comma-separated subset of ``sqlite,pgvector,postgres,mariadb`` to run (default: all four).
+    Comma-separated subset of ``sqlite,pgvector,postgres,mariadb,pgbouncer`` to run (default:
+    all). ``pgbouncer`` is the pgvector server behind pgbouncer in transaction mode with the
+    layer in ``supabase`` mode; it runs only the modules marked ``pytest.mark.pooler``.
 ``REQUIRE_ALL_BACKENDS``
     ``1``: a selected backend that cannot be started or reached fails the tests that use it,
     instead of skipping them. CI sets it.
@@ -40,7 +42,7 @@ from sqlalchemy.engine import URL, make_url
 
 from app.config import mask_url
 
-ALL_BACKENDS = ("sqlite", "pgvector", "postgres", "mariadb")
+ALL_BACKENDS = ("sqlite", "pgvector", "postgres", "mariadb", "pgbouncer")
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_MARIADB_URL = "mysql://root@127.0.0.1:3306/"
 # utf8mb4_bin, the collation the migrations give every MySQL table: equality is exact and
@@ -57,6 +59,10 @@ class Backend:
     url: str
     dialect: str
     has_pgvector: bool
+    # Behind a pooler: the database itself (migrated and emptied directly), and the settings the
+    # layer needs to work through the pooler.
+    direct_url: str | None = None
+    database_type: str | None = None
 
 
 def selected_backends() -> list[str]:

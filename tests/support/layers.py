@@ -47,9 +47,14 @@ class LayerFactory:
     """
 
     def __init__(
-        self, databases: Databases, database_url: str, connect_url: str | None = None
+        self,
+        databases: Databases,
+        database_url: str,
+        connect_url: str | None = None,
+        database_type: str | None = None,
     ) -> None:
         self._databases = databases
+        self._database_type = database_type
         self._database_url = database_url
         self._connect_url = connect_url or database_url
         self._opened: list[DataLayer] = []
@@ -59,6 +64,8 @@ class LayerFactory:
         from app.bootstrap import bootstrap
 
         self._reset = await self._databases.prepare(self._database_url)
+        if self._database_type is not None:
+            overrides.setdefault("database_type", self._database_type)
         layer = bootstrap(_settings(self._connect_url, **overrides))
         self._opened.append(layer)
         return layer
