@@ -5,8 +5,9 @@ backend are ``DialectOp`` elements, rendered at statement compile time by one fu
 dialect:
 
 - ``json_kind``: the JSON type of the value at a path, as a normalized predicate;
-- ``json_value``: the value at a path as text, number or boolean (only evaluated under a guard
-  on its JSON type, so a cast never fails on a row holding another type);
+- ``json_value`` / ``json_number``: the value at a path as text or boolean, or compared as a
+  number (only evaluated under a guard on its JSON type, so a cast never fails on a row
+  holding another type);
 - ``json_contains``: PostgreSQL ``@>`` (``JSON_CONTAINS`` on MySQL, ``archon_json_contains``
   on SQLite, a function the engine registers);
 - ``text_compare`` / ``text_in``: text compared by code point, without PostgreSQL's locale
@@ -33,13 +34,28 @@ _PATH_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 _COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 # JSON type names per dialect, for the kinds the filter language distinguishes.
 _KINDS: dict[str, dict[str, tuple[str, ...]]] = {
-    "postgresql": {"string": ("string",), "number": ("number",), "boolean": ("boolean",)},
+    "postgresql": {
+        "string": ("string",),
+        "number": ("number",),
+        "boolean": ("boolean",),
+        "object": ("object",),
+        "array": ("array",),
+    },
     "mysql": {
         "string": ("STRING",),
         "number": ("INTEGER", "UNSIGNED INTEGER", "DOUBLE", "DECIMAL"),
         "boolean": ("BOOLEAN",),
+        "object": ("OBJECT",),
+        "array": ("ARRAY",),
+        "integer": ("INTEGER", "UNSIGNED INTEGER"),
     },
-    "sqlite": {"string": ("text",), "number": ("integer", "real"), "boolean": ("true", "false")},
+    "sqlite": {
+        "string": ("text",),
+        "number": ("integer", "real"),
+        "boolean": ("true", "false"),
+        "object": ("object",),
+        "array": ("array",),
+    },
 }
 _NULL_KIND = {"postgresql": "null", "mysql": "NULL", "sqlite": "null"}
 
@@ -83,13 +99,19 @@ class JsonPath:
         return self._op("json_kind", kind="null")
 
     def is_kind(self, kind: str) -> ColumnElement[bool]:
-        """Whether the value is a JSON ``string``, ``number`` or ``boolean``."""
+        """Whether the value is a JSON ``string``, ``number``, ``boolean``, ``object`` or
+        ``array`` (or any of a comma-separated list of them)."""
         return self._op("json_kind", kind=kind)
 
     def typed(self, kind: str) -> ColumnElement[Any]:
         """The value as ``string``, ``number``, ``boolean`` or ``boolean_number`` (0/1)."""
         types = {"string": sa.Text(), "number": sa.Float(), "boolean": sa.Boolean()}
         return self._op("json_value", kind=kind, type_=types.get(kind, sa.Integer()))
+
+    def compare_number(self, op: str, value: int | float) -> ColumnElement[bool]:
+        """``value <op> number`` for a JSON number, exact for integers on every backend."""
+        type_ = sa.BigInteger() if isinstance(value, int) else sa.Float()
+        return self._op("json_number", sa.bindparam(None, value, type_=type_), kind=op)
 
     def contains(self, json_text: str) -> ColumnElement[bool]:
         """PostgreSQL ``@>``: whether the value contains the JSON document ``json_text``."""
@@ -152,6 +174,9 @@ def _pg(e: DialectOp) -> ColumnElement[Any]:
         if e.kind == "boolean_number":
             return sa.cast(sa.cast(text, sa.Boolean()), sa.Integer())
         return sa.cast(text, casts[e.kind])
+    if e.operation == "json_number":
+        number = sa.cast(_pg_text(e), sa.Numeric())
+        return number.op(_COMPARE[e.kind], is_comparison=True)(e.args[1])
     if e.operation == "json_contains":
         return _pg_doc(e).op("@>")(sa.cast(e.args[1], postgresql.JSONB()))
     if e.operation == "like_text":
@@ -182,6 +207,16 @@ def _mysql(e: DialectOp) -> ColumnElement[Any]:
             return doc.op("+")(sa.literal_column("0e0"))
         truth = sa.func.json_unquote(doc) == sa.literal_column("'true'")
         return sa.case((truth, 1), else_=0) if e.kind == "boolean_number" else truth
+    if e.operation == "json_number":
+        # DOUBLE is exact only to 2**53: integers compare as DECIMAL, other numbers as DOUBLE.
+        compare = _COMPARE[e.kind]
+        integer = sa.cast(sa.func.json_unquote(doc), sa.Numeric(65, 0))
+        is_integer = _kind_in(sa.func.json_type(doc), "mysql", "integer")
+        double = doc.op("+")(sa.literal_column("0e0"))
+        return sa.case(
+            (is_integer, integer.op(compare, is_comparison=True)(e.args[1])),
+            else_=double.op(compare, is_comparison=True)(e.args[1]),
+        )
     if e.operation == "json_contains":
         args = (e.args[0], e.args[1], _dollar_path(e)) if e.path else (e.args[0], e.args[1])
         return sa.func.json_contains(*args)
@@ -203,6 +238,9 @@ def _sqlite(e: DialectOp) -> ColumnElement[Any]:
         return _kind_in(sa.func.json_type(column, path), "sqlite", e.kind)
     if e.operation == "json_value":
         return sa.func.json_extract(column, path)
+    if e.operation == "json_number":
+        number = sa.func.json_extract(column, path)
+        return number.op(_COMPARE[e.kind], is_comparison=True)(e.args[1])
     if e.operation == "json_contains":
         doc = column.op("->")(path) if e.path else column
         return sa.func.archon_json_contains(doc, e.args[1])
@@ -217,7 +255,9 @@ def _kind_in(type_name: Any, dialect: str, kind: str) -> ColumnElement[bool]:
     if kind == "null":
         null_name: Any = sa.literal_column(f"'{_NULL_KIND[dialect]}'")
         return sa.or_(type_name.is_(None), type_name == null_name)
-    names: list[Any] = [sa.literal_column(f"'{name}'") for name in _KINDS[dialect][kind]]
+    names: list[Any] = [
+        sa.literal_column(f"'{name}'") for k in kind.split(",") for name in _KINDS[dialect][k]
+    ]
     return type_name.in_(names) if len(names) > 1 else type_name == names[0]
 
 
@@ -239,5 +279,6 @@ def _render(element: DialectOp, compiler: SQLCompiler, **kw: Any) -> str:
         # CONVERT(x USING utf8mb4) has no SQLAlchemy construct; JSON text may come back in
         # another collation, and LIKE must be case-sensitive.
         inner = compiler.process(element.args[0], **kw)
-        return f"CONVERT({inner} USING utf8mb4) COLLATE utf8mb4_bin"
-    return compiler.process(renderer(element), **kw)
+        return f"(CONVERT({inner} USING utf8mb4) COLLATE utf8mb4_bin)"
+    # Parenthesized: the element is one operand wherever it appears (NOT, AND, comparisons).
+    return f"({compiler.process(renderer(element), **kw)})"

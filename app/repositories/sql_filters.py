@@ -85,7 +85,7 @@ def _column_comparison(column: sa.Column[Any], node: Comparison) -> Expr:
     if op in ("like", "ilike"):
         if not is_text:
             raise InvalidInputError(f"{op!r} needs a text field; {name!r} is not one")
-        return _like(like_text(column), op, _text(coerce(value)), name)
+        return _like(like_text(column), op, value, name)  # a pattern, not a column value
     if op in ("in", "not_in"):
         values = [coerce(item) for item in value]
         if not values:
@@ -97,7 +97,8 @@ def _column_comparison(column: sa.Column[Any], node: Comparison) -> Expr:
     value = coerce(value)
     if is_text and not (is_enum and op in ("eq", "ne")):
         return text_compare(column, op, _text(value))
-    return getattr(column, _OPERATOR[op])(value)
+    bind = sa.bindparam(None, value, type_=column.type)  # also for `> true`, which SA refuses
+    return getattr(column, _OPERATOR[op])(bind)
 
 
 def _text(value: Any) -> str:
@@ -159,7 +160,7 @@ def _json_comparison(path: JsonPath, node: Comparison) -> Expr:
         wants_null = value if op == "is_null" else op == "eq"
         return path.absent() if wants_null else sa.not_(path.absent())
     if op == "contains":
-        return path.guard({}, path.contains(json_text(f"filter value for {name!r}", value)))
+        return _json_contains(path, json_text(f"filter value for {name!r}", value), value)
     if op in ("in", "not_in"):
         return _json_membership(path, [_json_scalar(v, name) for v in value], op == "in")
     value = _json_scalar(value, name)
@@ -184,6 +185,11 @@ def _json_comparison(path: JsonPath, node: Comparison) -> Expr:
 def _json_compare(path: JsonPath, kind: str, op: str, value: Any) -> Expr:
     if kind == "string":
         return text_compare(path.typed("string"), op, value)
+    if kind == "number":
+        return path.compare_number(op, value)
+    if kind == "boolean_number":
+        type_ = sa.BigInteger() if isinstance(value, int) else sa.Float()
+        value = sa.bindparam(None, value, type_=type_)
     return getattr(path.typed(kind), _OPERATOR[op])(value)
 
 
@@ -195,3 +201,15 @@ def _json_membership(path: JsonPath, values: list[Any], positive: bool) -> Expr:
             found = sa.or_(*(_json_compare(path, kind, "eq", v) for v in wanted))
             branches[kind] = found if positive else sa.not_(found)
     return path.guard(branches, sa.false() if positive else sa.true())
+
+
+def _json_contains(path: JsonPath, document: str, value: Any) -> Expr:
+    # PostgreSQL's @> wants an object for an object, an array for an array, and takes a bare
+    # scalar in an array only at the top; MySQL's JSON_CONTAINS is laxer, so say it here.
+    if isinstance(value, dict):
+        kinds = "object"
+    elif isinstance(value, list):
+        kinds = "array"
+    else:
+        kinds = f"array,{_kind(value)}"
+    return path.guard({kinds: path.contains(document)}, sa.false())
