@@ -163,7 +163,8 @@ class TaskRepository(Repository[Task], Protocol):
         permutation of 0..n-1; a position past the end puts the task last. Archived tasks are
         not renumbered. The project row is locked
         first (``SELECT ... FOR UPDATE``; SQLite writers are serialized already), so concurrent
-        moves in one project never lose an update (under the default isolation level).
+        moves in one project never lose an update (at the default isolation level, as for
+        ``DocumentVersionRepository.create_next``).
         Raises ``NotFoundError`` (no task), ``InvalidInputError`` (negative position, archived
         task).
         """
@@ -184,7 +185,7 @@ class ProjectSourceRepository(Repository[ProjectSource], Protocol):
         """Link a source to a project and return the link; linking again returns the existing one.
 
         Idempotent through the database's own insert-or-ignore on (project_id, source_id), so
-        concurrent links never duplicate nor fail. ``ConflictError`` if the project is missing.
+        concurrent links never duplicate. ``ConflictError`` if the project is missing.
         """
         ...
 
@@ -215,7 +216,10 @@ class DocumentVersionRepository(Repository[DocumentVersion], Protocol):
 
         The project row is locked (``FOR UPDATE``) before the max is read, so concurrent writers
         get distinct, gapless numbers: Archon's unique key cannot protect them because its
-        ``task_id`` is NULL. ``NotFoundError`` if the project does not exist.
+        ``task_id`` is NULL. This holds at the default isolation level (READ COMMITTED on
+        PostgreSQL; any level on MySQL, whose locking reads see the latest rows; SQLite always),
+        not in a PostgreSQL REPEATABLE READ transaction, whose snapshot predates the lock.
+        ``NotFoundError`` if the project does not exist.
         """
         ...
 
