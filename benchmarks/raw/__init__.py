@@ -1,0 +1,1 @@
+"""The raw drivers doing the same work as the layer: asyncpg, aiomysql, aiosqlite, chromadb."""

@@ -1,0 +1,78 @@
+"""Transactions per second: ``--clients`` concurrent clients, each running ``--transactions``
+times "insert a task, touch its project" (one project per client, so clients do not queue on
+one row lock). The layer: a Unit of Work per transaction, ``tasks.add`` + ``projects.update``;
+raw: one asyncpg connection per client, ``INSERT`` + ``UPDATE`` in ``conn.transaction()``."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from benchmarks.context import Bench, layer_for, raw_side
+from benchmarks.measure import timed
+from benchmarks.report import Result
+from benchmarks.servers import Target
+
+
+async def layer_client(layer: Any, project_id: uuid.UUID, client: int, count: int) -> None:
+    from app.domain import Task
+
+    for n in range(count):
+        async with layer.uow() as uow:
+            await uow.tasks.add(Task(project_id=project_id, title=f"task {client}.{n}"))
+            await uow.projects.update(project_id, {})
+            await uow.commit()
+
+
+async def raw_client(raw: Any, project_id: uuid.UUID, client: int, count: int) -> None:
+    for n in range(count):
+        await raw.task_transaction(project_id, f"task {client}.{n}")
+
+
+async def run_transactions(bench: Bench, target: Target) -> Result:
+    options = bench.options
+    clients, each = options.clients, options.transactions
+    total = clients * each
+    result = Result(target.backend, f"tx: task + touch, {clients} clients", "tx/s", True, 0.80)
+    admin = await raw_side(target).open()
+    connections = [await raw_side(target).open() for _ in range(clients)]
+    try:
+        async with layer_for(target) as layer:
+            # Warm up: the layer's pool grows to one connection per client before the clock.
+            projects = await admin.create_projects(clients)
+            await asyncio.gather(*(layer_client(layer, p, i, 1) for i, p in enumerate(projects)))
+            for repeat in range(options.repeat):
+                for side in ("layer", "raw") if repeat % 2 == 0 else ("raw", "layer"):
+                    await admin.clear_tasks()
+                    projects = await admin.create_projects(clients)
+                    if side == "layer":
+                        work = [layer_client(layer, p, i, each) for i, p in enumerate(projects)]
+                    else:
+                        work = [
+                            raw_client(conn, p, i, each)
+                            for i, (conn, p) in enumerate(zip(connections, projects, strict=True))
+                        ]
+                    run = await timed(lambda work=work: asyncio.gather(*work))  # type: ignore[misc]
+                    tasks = await admin.count_tasks()
+                    if tasks != total:
+                        result.problems.append(f"{side}: {tasks} tasks written, not {total}")
+                    values = result.layer if side == "layer" else result.raw
+                    values.append(total / run.seconds)
+                    if side == "layer":
+                        result.layer_peak = max(result.layer_peak, run.peak)
+                    else:
+                        result.raw_peak = max(result.raw_peak, run.peak)
+                    bench.say(f"{target.backend} tx {side}: {total / run.seconds:,.0f} tx/s")
+            if options.profile is not None:
+                await admin.clear_tasks()
+                projects = await admin.create_projects(clients)
+                async with bench.profiler.profile(f"{target.backend}-tx"):
+                    await asyncio.gather(
+                        *(layer_client(layer, p, i, each) for i, p in enumerate(projects))
+                    )
+    finally:
+        await admin.clear_tasks()
+        for conn in (admin, *connections):
+            await conn.close()
+    return result
