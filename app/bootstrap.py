@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -12,9 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import Settings, get_settings
 from app.engines import create_engine_for
 from app.uow.sqlalchemy import SqlAlchemyUnitOfWork, run_in_transaction
+from app.vector.factory import create_vector_index, unit_of_work_binder
 
 if TYPE_CHECKING:
     from app.crypto import CredentialCipher
+    from app.domain import Source
+    from app.ingest import IngestReport, Item
+    from app.vector.port import SearchHit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +79,41 @@ class DataLayer:
         from app import migrations
 
         await migrations.upgrade(self.engine, revision)
+        redetect = getattr(self.vector_index, "reset", None)  # the schema may offer pgvector now
+        if redetect is not None:
+            redetect()
+
+    async def search(
+        self,
+        collection: str,
+        *,
+        vector: Sequence[float] | None = None,
+        text: str | None = None,
+        k: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        mode: str = "auto",
+        embedding_model: str | None = None,
+    ) -> list[SearchHit]:
+        """Vector, keyword or hybrid search, hydrated with the entities (see ``app.search``)."""
+        from app.search import search
+
+        return await search(
+            self,
+            collection,
+            vector=vector,
+            text=text,
+            k=k,
+            filters=filters,
+            mode=mode,  # type: ignore[arg-type]
+            embedding_model=embedding_model,
+        )
+
+    async def ingest(self, source: Source, items: Sequence[Item], **options: Any) -> IngestReport:
+        """Store a source and replace the chunks of these URLs with their vectors, in ONE Unit of
+        Work (see ``app.ingest``)."""
+        from app.ingest import ingest
+
+        return await ingest(self, source, items, **options)
 
     async def aclose(self) -> None:
         """Dispose of every engine and client."""
@@ -98,6 +137,8 @@ def bootstrap(settings: Settings | None = None) -> DataLayer:
     engine = create_engine_for(settings.database_url, settings)
     read_engines = _read_engines(settings)
     layer = DataLayer(settings, engine, read_engines, CredentialCipher.from_settings(settings))
+    layer.vector_index = create_vector_index(settings, engine)
+    layer._vector_binder = unit_of_work_binder(layer.vector_index)
     log.info("data layer on %s (%s)", settings.safe_database_url, settings.database_type)
     return layer
 

@@ -1,0 +1,216 @@
+"""``DataLayer.search``: vector, keyword and hybrid search, hydrated with the entities.
+
+Keyword search is each dialect's own full-text search over the chunk's text: PostgreSQL's
+``content_search_vector @@ plainto_tsquery('english', q)`` ranked by ``ts_rank_cd``; SQLite's FTS5
+tables ranked by ``bm25``; MySQL's FULLTEXT ``MATCH ... AGAINST`` in natural language mode.
+Hybrid fuses the vector and keyword top-``k`` lists by reciprocal rank (``1 / (60 + rank)``
+summed, ties to the smaller id), exactly as Archon's ``hybrid_search_*`` functions created by the
+migrations do, so both give the same rows. A row found by both lists matches as ``hybrid``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import InvalidInputError, translate_errors
+from app.vector.port import MatchType, SearchHit, collection_table
+from app.vector.sql_common import ENTITIES, sql_filter
+
+if TYPE_CHECKING:
+    from app.bootstrap import DataLayer
+
+Mode = Literal["auto", "vector", "keyword", "hybrid"]
+Ranked = list[tuple[int, float]]
+RRF_K = 60
+MAX_K = 1000
+# PostgreSQL's English stop words: plainto_tsquery drops them, so FTS5 must not require them.
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before
+    being below between both but by can did do does doing don down during each few for from
+    further had has have having he her here hers herself him himself his how i if in into is it
+    its itself just me more most my myself no nor not now of off on once only or other our ours
+    ourselves out over own s same she should so some such t than that the their theirs them
+    themselves then there these they this those through to too under until up very was we were
+    what when where which while who whom why will with you your yours yourself yourselves""".split()
+)
+
+
+async def search(
+    layer: DataLayer,
+    collection: str,
+    *,
+    vector: Sequence[float] | None = None,
+    text: str | None = None,
+    k: int = 10,
+    filters: Mapping[str, Any] | None = None,
+    mode: Mode = "auto",
+    embedding_model: str | None = None,
+) -> list[SearchHit]:
+    """The ``k`` best chunks of ``collection`` for the query, each with its entity, best first."""
+    chosen = resolve_mode(mode, vector, text)
+    collection_table(collection)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidInputError(f"k must be an integer in 1..{MAX_K}, got {k!r}")
+    if text is not None and "\x00" in text:
+        raise InvalidInputError("search text contains a NUL byte")
+    async with layer.uow(read_only=True) as uow:
+        by_vector: Ranked = []
+        by_keyword: Ranked = []
+        if chosen in ("vector", "hybrid"):
+            assert vector is not None
+            hits = await uow.vectors.query(
+                collection, vector, k, filters, embedding_model=embedding_model
+            )
+            by_vector = [(int(hit.id), float(hit.score)) for hit in hits]
+        if chosen in ("keyword", "hybrid"):
+            assert text is not None
+            by_keyword = await keyword_search(
+                uow.session, collection, text, k, filters, embedding_model
+            )
+        if chosen == "hybrid":
+            ranked = fuse(by_vector, by_keyword, k)
+        else:
+            kind: MatchType = "vector" if chosen == "vector" else "keyword"
+            ranked = [(rid, score, kind) for rid, score in (by_vector or by_keyword)]
+        return await hydrate(uow.session, collection, ranked)
+
+
+def resolve_mode(mode: str, vector: Sequence[float] | None, text: str | None) -> str:
+    """``auto`` -> hybrid with both inputs, else the one given; the others need their inputs."""
+    if mode not in ("auto", "vector", "keyword", "hybrid"):
+        raise InvalidInputError(f"unknown search mode {mode!r}: auto, vector, keyword or hybrid")
+    has_text = text is not None and text.strip() != ""
+    if mode == "auto":
+        if vector is not None and has_text:
+            return "hybrid"
+        if vector is not None:
+            return "vector"
+        if has_text:
+            return "keyword"
+        raise InvalidInputError("search needs a vector, a text, or both")
+    if mode in ("vector", "hybrid") and vector is None:
+        raise InvalidInputError(f"mode={mode!r} needs a query vector")
+    if mode in ("keyword", "hybrid") and not has_text:
+        raise InvalidInputError(f"mode={mode!r} needs a query text")
+    return mode
+
+
+def fuse(by_vector: Ranked, by_keyword: Ranked, k: int) -> list[tuple[int, float, MatchType]]:
+    """Reciprocal rank fusion of two ranked lists; ``hybrid`` where an id is in both."""
+    vector_part = {rid: 1.0 / (RRF_K + rank) for rank, (rid, _) in enumerate(by_vector, 1)}
+    keyword_part = {rid: 1.0 / (RRF_K + rank) for rank, (rid, _) in enumerate(by_keyword, 1)}
+    fused = []
+    for rid in vector_part.keys() | keyword_part.keys():
+        score = vector_part.get(rid, 0.0) + keyword_part.get(rid, 0.0)
+        if rid in vector_part and rid in keyword_part:
+            kind: MatchType = "hybrid"
+        else:
+            kind = "vector" if rid in vector_part else "keyword"
+        fused.append((rid, score, kind))
+    fused.sort(key=lambda item: (-item[1], item[0]))
+    return fused[:k]
+
+
+async def hydrate(
+    session: AsyncSession, collection: str, ranked: Sequence[tuple[int, float, MatchType]]
+) -> list[SearchHit]:
+    """The entities of ``ranked`` in ONE query, in rank order (ids without a row are dropped)."""
+    if not ranked:
+        return []
+    entity = ENTITIES[collection]
+    statement = sa.select(entity).where(entity.id.in_([rid for rid, _, _ in ranked]))
+    with translate_errors(f"reading {entity.__tablename__}"):
+        found = {row.id: row for row in (await session.execute(statement)).scalars()}
+    for entity_row in found.values():
+        # Detached, the loaded state outlives the read-only transaction's rollback.
+        session.expunge(entity_row)
+    return [
+        SearchHit(entity=found[rid], score=score, match_type=kind)
+        for rid, score, kind in ranked
+        if rid in found
+    ]
+
+
+# -- keyword search, per dialect ---------------------------------------------------------------
+
+
+async def keyword_search(
+    session: AsyncSession,
+    collection: str,
+    text: str,
+    k: int,
+    filters: Mapping[str, Any] | None = None,
+    embedding_model: str | None = None,
+) -> Ranked:
+    """The ``k`` best (id, rank) by the dialect's full-text search, best first."""
+    where = sql_filter(collection, filters, embedding_model)
+    dialect = session.get_bind().dialect.name
+    build = _KEYWORD.get(dialect)
+    if build is None:
+        raise InvalidInputError(f"no keyword search for {dialect}")
+    statement = build(collection, text, where)
+    if statement is None:
+        return []
+    table = collection_table(collection)
+    with translate_errors(f"keyword search on {table}"):
+        rows = (await session.execute(statement.limit(k))).all()
+    return [(int(row[0]), float(row[1])) for row in rows]
+
+
+def _postgresql(collection: str, text: str, where: Any) -> Any:
+    table = ENTITIES[collection].__table__
+    query = sa.func.plainto_tsquery(sa.literal_column("'english'::regconfig"), text)
+    document: Any = sa.literal_column("content_search_vector")
+    rank = sa.func.ts_rank_cd(document, query, type_=sa.Float)
+    return (
+        sa.select(table.c.id, rank.label("rank"))
+        .where(document.op("@@")(query), where)
+        .order_by(rank.desc(), table.c.id)
+    )
+
+
+def fts5_query(text: str) -> str | None:
+    """Every word of ``text`` but stop words, each quoted (so FTS5 reads no operators), ANDed."""
+    words = [w for w in re.findall(r"\w+", text.lower()) if w not in STOP_WORDS]
+    return " ".join(f'"{word}"' for word in dict.fromkeys(words)) or None
+
+
+def _sqlite(collection: str, text: str, where: Any) -> Any:
+    query = fts5_query(text)
+    if query is None:
+        return None
+    table = ENTITIES[collection].__table__
+    fts_name = f"{table.name}_fts"
+    fts = sa.table(fts_name, sa.column("rowid"))
+    bm25 = sa.func.bm25(sa.literal_column(fts_name), type_=sa.Float)
+    return (
+        sa.select(table.c.id, (-bm25).label("rank"))
+        .select_from(fts.join(table, table.c.id == fts.c.rowid))
+        .where(sa.literal_column(fts_name).op("MATCH")(query), where)
+        .order_by(bm25, table.c.id)
+    )
+
+
+def _mysql(collection: str, text: str, where: Any) -> Any:
+    table = ENTITIES[collection].__table__
+    document: Any = sa.literal_column("content_search_vector")
+    relevance = mysql.match(document, against=text).in_natural_language_mode()
+    return (
+        sa.select(table.c.id, relevance.label("rank"))
+        .where(relevance > 0, where)
+        .order_by(relevance.desc(), table.c.id)
+    )
+
+
+_KEYWORD: dict[str, Callable[[str, str, Any], Any]] = {
+    "postgresql": _postgresql,
+    "sqlite": _sqlite,
+    "mysql": _mysql,
+    "mariadb": _mysql,
+}

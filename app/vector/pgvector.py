@@ -1,0 +1,200 @@
+"""PgVectorIndex: vectors in Archon's ``embedding_<dim>`` columns, searched by pgvector's HNSW.
+
+Vectors travel in pgvector's binary format (its asyncpg codec, registered once per connection).
+Columns up to 2000 dimensions are indexed as ``vector``; up to 4000 through a ``halfvec``
+expression index, which a query uses by ordering by the same expression and then re-ranking the
+candidates at full precision; longer ones are searched exactly. Each query sets ``hnsw.ef_search``
+and, with pgvector 0.8 or later, iterative scans (``SET LOCAL``), so a filtered query still finds
+``k`` rows when ``k`` rows match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import InvalidInputError, UnsupportedFeatureError, translate_errors
+from app.filters import OPERATORS
+from app.vector.port import VectorCapabilities, VectorHit, collection_table
+from app.vector.sql_common import (
+    ENTITIES,
+    MAX_DIMENSION,
+    SqlVectorIndex,
+    as_matrix,
+    embedding_column,
+    pgvector_extension,
+    register_pgvector,
+)
+
+VECTOR_INDEX_LIMIT = 2000  # pgvector's HNSW limit for ``vector``
+HALFVEC_INDEX_LIMIT = 4000  # and for ``halfvec``
+ITERATIVE_SCANS = (0, 8, 0)  # the pgvector release that brought hnsw.iterative_scan
+MAX_EF_SEARCH = 1000
+
+
+def ef_search(k: int) -> int:
+    """The HNSW candidate list for a top-``k`` query: generous for small k, capped by pgvector."""
+    return min(MAX_EF_SEARCH, max(64, 2 * k))
+
+
+def hnsw_index_ddl(table: str, dimension: int, schema: str = "public") -> str | None:
+    """The cosine HNSW index for ``embedding_<dimension>``; None past pgvector's index limits."""
+    column = embedding_column(dimension)
+    name = f"idx_{table}_{column}_hnsw"
+    if dimension <= VECTOR_INDEX_LIMIT:
+        target = f"{column} vector_cosine_ops"
+    elif dimension <= HALFVEC_INDEX_LIMIT:
+        target = f'(({column})::"{schema}".halfvec({dimension})) halfvec_cosine_ops'
+    else:
+        return None
+    return f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw ({target})"
+
+
+class _PgType(sa.types.UserDefinedType[Any]):
+    """``vector(n)`` / ``halfvec(n)`` for casts; values pass through to the asyncpg codec."""
+
+    cache_ok = True
+
+    def __init__(self, name: str, dimension: int, schema: str) -> None:
+        self.name, self.dimension, self.schema = name, dimension, schema
+
+    def get_col_spec(self, **_: Any) -> str:
+        return f'"{self.schema}".{self.name}({self.dimension})'
+
+
+class PgVectorIndex(SqlVectorIndex):
+    """The ``VectorIndex`` port on PostgreSQL + pgvector, inside the caller's transaction.
+
+    Cosine only (Archon's indexes); score = 1 - cosine distance. A vector is stored in the row it
+    embeds: upserting a vector for a missing row raises ``NotFoundError``.
+    """
+
+    capabilities = VectorCapabilities(
+        name="pgvector",
+        metrics=frozenset({"cosine"}),
+        filter_operators=OPERATORS,
+        hybrid=True,
+        max_dimension=MAX_DIMENSION,
+        transactional=True,
+        approximate=True,
+    )
+
+    @property
+    def _extension(self) -> tuple[str, tuple[int, ...]] | None:
+        return self._shared.get("extension")
+
+    async def _vector_extension(self, session: AsyncSession) -> tuple[str, tuple[int, ...]]:
+        found = self._extension or await pgvector_extension(session)
+        if found is None:
+            raise UnsupportedFeatureError(
+                "the `vector` extension is not installed in this database: "
+                "CREATE EXTENSION vector (then `archon-db migrate`), or set VECTOR_DATABASE=exact"
+            )
+        self._shared["extension"] = found
+        return found
+
+    async def _prepare_connection(self, session: AsyncSession) -> None:
+        schema, _ = await self._vector_extension(session)
+        await register_pgvector(session, schema)
+
+    def _add_dimension_ddl(self, dialect: str, table: str, dimension: int) -> list[str]:
+        assert self._extension is not None
+        schema = self._extension[0]
+        column = embedding_column(dimension)
+        ddl = [
+            f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} "{schema}".vector({dimension})'
+        ]
+        index = hnsw_index_ddl(table, dimension, schema)
+        return [*ddl, index] if index else ddl
+
+    async def ensure_collection(
+        self, collection: str, dimension: int, metric: str = "cosine"
+    ) -> None:
+        """Make sure ``embedding_<dimension>`` (and its HNSW index) exists (adds it once)."""
+        async with self._scope() as session:
+            await self._vector_extension(session)
+        await super().ensure_collection(collection, dimension, metric)
+
+    def _encode(self, kind: str, vector: np.ndarray) -> Any:
+        if "vector" not in kind:
+            raise UnsupportedFeatureError(
+                f"the embedding columns are {kind}, not pgvector's vector: this database was "
+                "migrated without pgvector; use VECTOR_DATABASE=exact"
+            )
+        return vector
+
+    async def query(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        embedding_model: str | None = None,
+    ) -> list[VectorHit]:
+        """The ``k`` rows nearest to ``vector`` by cosine, matching ``filters``, best first."""
+        if k < 0:
+            raise InvalidInputError(f"k must be >= 0, got {k}")
+        table = collection_table(collection)
+        dimension = len(vector)
+        async with self._scope() as session:
+            await self._require_column(session, table, dimension)
+            query_vector = as_matrix([vector], dimension)[0]
+            self._encode(self._dimensions[table][dimension], query_vector)
+            if k == 0:
+                return []
+            where = self.filter_clause(collection, filters, embedding_model)
+            await self._prepare_connection(session)
+            await self._tune(session, k)
+            statement = self._nearest(collection, dimension, query_vector, k, where)
+            with translate_errors(f"searching {table}"):
+                rows = (await session.execute(statement)).all()
+        return [self.hit(row, 1.0 - float(row.distance)) for row in rows]
+
+    async def _tune(self, session: AsyncSession, k: int) -> None:
+        _, version = await self._vector_extension(session)
+        settings = {"hnsw.ef_search": str(ef_search(k))}
+        if version >= ITERATIVE_SCANS:
+            settings["hnsw.iterative_scan"] = "relaxed_order"
+        for name, value in settings.items():
+            with translate_errors("tuning the vector search"):
+                await session.execute(
+                    sa.text("SELECT set_config(:name, :value, true)"),
+                    {"name": name, "value": value},
+                )
+
+    def _nearest(
+        self, collection: str, dimension: int, query_vector: np.ndarray, k: int, where: Any
+    ) -> Any:
+        """Nearest rows by the indexed expression, re-sorted by exact distance.
+
+        Re-sorting makes relaxed-order iterative scans and halfvec candidates exact in order.
+        """
+        assert self._extension is not None
+        schema = self._extension[0]
+        table = ENTITIES[collection].__table__
+        column: Any = sa.literal_column(embedding_column(dimension))
+        full = _PgType("vector", dimension, schema)
+        exact_q = sa.cast(sa.bindparam("q", query_vector, type_=full), full)
+        exact = column.op("<=>", return_type=sa.Float)(exact_q)
+        if VECTOR_INDEX_LIMIT < dimension <= HALFVEC_INDEX_LIMIT:
+            half = _PgType("halfvec", dimension, schema)
+            half_q = sa.cast(sa.bindparam("hq", query_vector, type_=half), half)
+            order = sa.cast(column, half).op("<=>", return_type=sa.Float)(half_q)
+            limit = 2 * k
+        else:
+            order, limit = exact, k
+        fields = [table.c[name] for name in ("id", "source_id", "url", "chunk_number")]
+        fields += [table.c.embedding_model, table.c["metadata"]]
+        candidates = (
+            sa.select(*fields, exact.label("distance"))
+            .where(column.is_not(None), where)
+            .order_by(order)
+            .limit(limit)
+            .subquery("candidates")
+        )
+        return sa.select(candidates).order_by(candidates.c.distance, candidates.c.id).limit(k)

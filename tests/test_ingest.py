@@ -1,0 +1,189 @@
+"""``layer.ingest`` on every backend: one Unit of Work stores a source, its chunks and vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.bootstrap import DataLayer
+from app.domain import CodeExample, CrawledPage, Source
+from app.errors import ConflictError, InvalidInputError
+from app.testing.factories import CodeExampleFactory, CrawledPageFactory, SourceFactory
+from tests.support import Sql
+from tests.vector_fixtures import clustered, vector_layer
+
+__all__ = ["vector_layer"]  # the fixture, imported to be found
+
+
+def _pages(source: Source, urls: dict[str, int], **fields: object) -> list[CrawledPage]:
+    return [
+        CrawledPageFactory.build(source=source, url=url, chunk_number=n, **fields)
+        for url, count in urls.items()
+        for n in range(count)
+    ]
+
+
+def _items(chunks: list, dimension: int = 384, seed: int = 0) -> list:  # type: ignore[type-arg]
+    vectors = clustered(len(chunks), dimension, centres=len(chunks), seed=seed)
+    return [(chunk, vector.tolist()) for chunk, vector in zip(chunks, vectors, strict=True)]
+
+
+async def test_ingest_stores_the_source_chunks_and_vectors(vector_layer: DataLayer) -> None:
+    sql = Sql(vector_layer)
+    source = SourceFactory.build()
+    items = _items(_pages(source, {"https://d.example.com/a": 4, "https://d.example.com/b": 3}))
+    progress: list[tuple[int, int]] = []
+
+    report = await vector_layer.ingest(
+        source,
+        items,
+        embedding_model="mini-lm",
+        batch_size=3,
+        on_progress=lambda done, total: progress.append((done, total)),
+    )
+
+    assert (report.written, report.vectors, report.replaced, report.urls) == (7, 7, 0, 2)
+    assert (report.collection, report.dimension, report.embedding_model) == (
+        "crawled_pages",
+        384,
+        "mini-lm",
+    )
+    assert progress == [(3, 7), (6, 7), (7, 7)]
+    assert (
+        await sql.scalar(
+            "SELECT count(*) FROM archon_sources WHERE source_id = :s", s=source.source_id
+        )
+        == 1
+    )
+    rows = await sql.all(
+        "SELECT embedding_model, embedding_dimension, embedding_384 IS NOT NULL AS has_vector "
+        "FROM archon_crawled_pages WHERE source_id = :s",
+        s=source.source_id,
+    )
+    assert len(rows) == 7
+    assert {(r.embedding_model, r.embedding_dimension, bool(r.has_vector)) for r in rows} == {
+        ("mini-lm", 384, True)
+    }
+
+
+async def test_ingesting_again_replaces_the_chunks_of_those_urls(vector_layer: DataLayer) -> None:
+    sql = Sql(vector_layer)
+    source = SourceFactory.build(title="First title")
+    first = _items(_pages(source, {"https://d.example.com/a": 3, "https://d.example.com/b": 2}))
+    await vector_layer.ingest(source, first)
+    gone_vector = first[2][1]  # chunk 2 of /a, which the new crawl no longer has
+
+    source.title = "Second title"
+    again = _items(_pages(source, {"https://d.example.com/a": 2}), seed=1)
+    report = await vector_layer.ingest(source, again)
+
+    assert (report.replaced, report.written) == (3, 2)
+    rows = await sql.all("SELECT url, count(*) AS n FROM archon_crawled_pages GROUP BY url")
+    counts = {row.url: row.n for row in rows}
+    assert counts == {"https://d.example.com/a": 2, "https://d.example.com/b": 2}
+    assert await vector_layer.vector_index.count("crawled_pages") == 4
+    assert (
+        await sql.scalar(
+            "SELECT title FROM archon_sources WHERE source_id = :s", s=source.source_id
+        )
+        == "Second title"
+    )
+    hits = await vector_layer.search("crawled_pages", vector=gone_vector, k=10)
+    assert len(hits) == 4
+    assert all(hit.score < 0.999 for hit in hits)  # the replaced chunk's vector went with it
+
+
+async def test_code_examples_go_to_their_collection(vector_layer: DataLayer) -> None:
+    source = SourceFactory.build()
+    chunks = [
+        CodeExampleFactory.build(source=source, url="https://d.example.com/code", chunk_number=n)
+        for n in range(3)
+    ]
+    items = _items(chunks, dimension=768)
+
+    report = await vector_layer.ingest(source, items)
+
+    assert report.collection == "code_examples"
+    hits = await vector_layer.search("code_examples", vector=items[1][1], k=1)
+    assert isinstance(hits[0].entity, CodeExample)
+    assert hits[0].entity.id == chunks[1].id
+    assert await vector_layer.vector_index.count("crawled_pages") == 0
+
+
+async def test_a_failure_part_way_leaves_nothing_behind(vector_layer: DataLayer) -> None:
+    sql = Sql(vector_layer)
+    source = SourceFactory.build()
+    chunks = _pages(source, {"https://d.example.com/a": 3})
+    duplicate = CrawledPageFactory.build(
+        source=source, url="https://d.example.com/a", chunk_number=0
+    )
+
+    with pytest.raises(ConflictError):
+        await vector_layer.ingest(source, _items([*chunks, duplicate]), batch_size=3)
+
+    assert await sql.scalar("SELECT count(*) FROM archon_sources") == 0
+    assert await sql.scalar("SELECT count(*) FROM archon_crawled_pages") == 0
+
+
+async def test_bad_input_is_refused_before_anything_is_written(vector_layer: DataLayer) -> None:
+    sql = Sql(vector_layer)
+    source = SourceFactory.build()
+    pages = _pages(source, {"https://d.example.com/a": 2})
+    nan = [float("nan")] * 384
+    stranger = CrawledPageFactory.build(url="https://d.example.com/x", chunk_number=0)
+    code = CodeExampleFactory.build(source=source)
+
+    cases = [
+        [(pages[0], nan)],
+        [(pages[0], [0.0] * 384)],
+        [(pages[0], [1.0] * 384), (pages[1], [1.0] * 768)],
+        [(stranger, [1.0] * 384)],
+        [(pages[0], [1.0] * 384), (code, [1.0] * 384)],
+    ]
+    for items in cases:
+        with pytest.raises(InvalidInputError):
+            await vector_layer.ingest(source, items)
+    assert await sql.scalar("SELECT count(*) FROM archon_sources") == 0
+
+
+async def test_chunks_without_vectors_are_stored_for_keyword_search(
+    vector_layer: DataLayer,
+) -> None:
+    source = SourceFactory.build()
+    page = CrawledPageFactory.build(
+        source=source, content="Idempotency keys make retries safe", chunk_number=0
+    )
+
+    report = await vector_layer.ingest(source, [(page, None)])
+
+    assert (report.written, report.vectors, report.dimension) == (1, 0, None)
+    hits = await vector_layer.search("crawled_pages", text="idempotency")
+    assert [hit.entity.id for hit in hits] == [page.id]
+    assert hits[0].entity.embedding_dimension is None
+
+
+@pytest.mark.parametrize("dimension", [384, 768, 1024, 1536, 3072, 100])
+async def test_any_embedding_length_works_end_to_end(
+    vector_layer: DataLayer, dimension: int
+) -> None:
+    source = SourceFactory.build()
+    pages = _pages(source, {f"https://d.example.com/{dimension}": 3})
+    for n, page in enumerate(pages):
+        page.content = f"chunk number {n}" + (f" about dimension{dimension}" if n == 2 else "")
+    items = _items(pages, dimension=dimension, seed=dimension)
+
+    await vector_layer.ingest(source, items, embedding_model=f"model-{dimension}")
+
+    query = np.asarray(items[2][1])
+    hits = await vector_layer.search(
+        "crawled_pages",
+        vector=query.tolist(),
+        text=f"dimension{dimension}",
+        k=3,
+        embedding_model=f"model-{dimension}",
+    )
+    assert hits[0].entity.id == pages[2].id
+    assert hits[0].match_type == "hybrid"
+    assert hits[0].entity.embedding_dimension == dimension
+    vector_only = await vector_layer.search("crawled_pages", vector=query.tolist(), k=1)
+    assert vector_only[0].score == pytest.approx(1.0, abs=2e-3)
