@@ -12,11 +12,22 @@ app = typer.Typer(
 )
 
 
+_registered = False
+
+
 def _register() -> None:
     # Imported here so that `import app.cli` stays cheap and each group owns its module.
-    from app.cli import migrate
+    global _registered
+    if _registered:  # tests register before invoking; main() must not add the groups twice
+        return
+    _registered = True
+    from app.cli import data, doctor, migrate, vectors
 
     app.add_typer(migrate.app, name="migrate")
+    app.add_typer(vectors.app, name="vectors")
+    app.command()(data.ingest)
+    app.command()(data.search)
+    app.command()(doctor.doctor)
 
 
 def main() -> None:

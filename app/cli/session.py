@@ -1,0 +1,92 @@
+"""What the commands that open a data layer share: settings, one event loop, errors, consoles.
+
+Exit codes: 0 success; 1 the command ran but left work undone (e.g. vector writes still pending);
+2 an error (unreachable database or store, bad input, missing migration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from sqlalchemy import exc as sa_exc
+
+from app.config import Settings, mask_url
+from app.errors import DataLayerError
+
+if TYPE_CHECKING:
+    from app.bootstrap import DataLayer
+
+EXIT_PENDING = 1
+EXIT_ERROR = 2
+T = TypeVar("T")
+out = Console()
+err = Console(stderr=True)
+
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="Database URL; default: DATABASE_URL (or MYSQL_*) from the environment.",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str) -> NoReturn:
+    """Print ``message`` as an error and exit with status 2."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(EXIT_ERROR)
+
+
+def settings_for(url: str | None) -> Settings:
+    """The environment's settings, with ``--url`` overriding DATABASE_URL."""
+    try:
+        return Settings(database_url=url) if url else Settings()
+    except ValidationError as exc:
+        # Only the messages: pydantic's full text would echo the input, password included.
+        fail("; ".join(str(e["msg"]) for e in exc.errors()))
+
+
+def with_layer(url: str | None, work: Callable[[DataLayer], Awaitable[T]]) -> T:
+    """Run ``work`` on a data layer built from the settings, closing it afterwards."""
+    from app.bootstrap import bootstrap
+
+    settings = settings_for(url)
+
+    async def main() -> T:
+        layer = bootstrap(settings)
+        try:
+            return await work(layer)
+        finally:
+            await layer.aclose()
+
+    try:
+        return asyncio.run(main())
+    except DataLayerError as exc:
+        fail(str(exc))
+    except sa_exc.ArgumentError as exc:  # unknown dialect or driver not installed
+        fail(f"{mask_url(settings.database_url or '')}: {exc}")
+
+
+async def require_schema(layer: DataLayer) -> None:
+    """Fail with the command to run when the database is not migrated to head."""
+    from app import migrations
+
+    revision = await migrations.current(layer.engine)
+    if revision != migrations.head():
+        fail(
+            f"{layer.settings.safe_database_url} is at revision {revision or '(none)'}, "
+            f"not {migrations.head()}: run `archon-db migrate upgrade` first"
+        )
+
+
+async def resolved_index(layer: DataLayer) -> Any:
+    """The layer's vector index, chosen now if it is chosen on first use."""
+    index = layer.vector_index
+    resolve = getattr(index, "resolve", None)
+    return await resolve() if resolve is not None else index

@@ -1,0 +1,254 @@
+"""ChromaVectorIndex: the VectorIndex port on Chroma, embedded (``CHROMA_PATH``) or over HTTP.
+
+One Chroma collection per (collection, dimension): ``archon_crawled_pages_384``, ... The embedding
+model is not part of the name: it is the ``embedding_model`` metadata field, and ``query(...,
+embedding_model=...)`` filters on it, as the SQL adapters filter on the column of that name.
+Collections of Archon's dimensions (384, 768, 1024, 1536, 3072) are made on first write with the
+cosine metric; any other dimension or metric is made by ``ensure_collection`` (``archon-db vectors
+add-dimension N``). Ids are the row ids as strings; hits carry the original id.
+
+Filters: every operator of the filter language, with SQL's three-valued logic, exactly. What Chroma
+can express (eq, ne, numeric ranges, in, not_in, is_null, containment of scalars and arrays, and/or/
+not) becomes a Chroma ``where``; the rest (like, ilike, ranges on text, containment of empty or
+nested values) is evaluated in Python over the candidates' stored JSON metadata, and the search
+runs among the matching ids only (see ``app.vector.external``). Chroma cannot join a SQL
+transaction: a Unit of Work writes through the outbox (``bind``). Chroma's client is synchronous,
+so every call runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from app.config import DEFAULT_CHROMA_PATH, Settings, mask_url
+from app.errors import InvalidInputError
+from app.filter_eval import evaluate
+from app.filters import OPERATORS, Node, parse_filters
+from app.vector.chroma_store import MAX_DIMENSION, SPACES, ChromaStore, Where, batches, translator
+from app.vector.external import (
+    ARCHON_DIMENSIONS,
+    ID_KEY,
+    JSON_KEY,
+    FilterPlan,
+    flatten,
+    from_json,
+    plan_filter,
+    to_json,
+    with_model,
+)
+from app.vector.port import (
+    Metric,
+    RecordId,
+    VectorCapabilities,
+    VectorHit,
+    VectorRecord,
+    check_vector,
+    collection_table,
+)
+
+if TYPE_CHECKING:
+    from app.vector.outbox import OutboxVectorIndex
+
+T = TypeVar("T")
+
+
+class ChromaVectorIndex:
+    """Vectors in Chroma, one collection per (collection, dimension); see the module doc."""
+
+    capabilities = VectorCapabilities(
+        name="chroma",
+        metrics=frozenset(SPACES),
+        filter_operators=OPERATORS,
+        hybrid=False,
+        max_dimension=MAX_DIMENSION,
+        transactional=False,
+        approximate=True,
+    )
+
+    def __init__(self, settings: Settings, *, client: Any = None) -> None:
+        self.settings = settings
+        self.store = ChromaStore(
+            settings.chroma_url, settings.chroma_path or DEFAULT_CHROMA_PATH, client
+        )
+
+    @property
+    def location(self) -> str:
+        """Where the vectors live, safe to print."""
+        return mask_url(self.store.url) if self.store.url else self.store.path
+
+    def bind(self, uow: Any) -> OutboxVectorIndex:
+        """A Unit of Work's view: writes go to the outbox and are applied after commit."""
+        from app.vector.outbox import bind_outbox
+
+        return bind_outbox(self, uow)
+
+    async def ensure_collection(
+        self, collection: str, dimension: int, metric: Metric = "cosine"
+    ) -> None:
+        """Create the Chroma collection for ``dimension`` (idempotent; the metric must match)."""
+        collection_table(collection)
+        await self._run("ensuring the collection", self.store.ensure, collection, dimension, metric)
+
+    async def upsert(self, collection: str, records: Sequence[VectorRecord]) -> int:
+        """Insert or replace by id (the last of repeated ids wins), in batches."""
+        return await self._run("upserting vectors", self._upsert, collection, list(records))
+
+    async def query(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        embedding_model: str | None = None,
+    ) -> list[VectorHit]:
+        """The ``k`` nearest matching records, best first (cosine: ``1 - distance``)."""
+        if k < 1:
+            raise InvalidInputError(f"k must be at least 1, got {k}")
+        node = with_model(parse_filters(filters), embedding_model)
+        query = [float(x) for x in vector]
+        return await self._run("querying vectors", self._query, collection, query, k, node)
+
+    async def delete(self, collection: str, ids: Sequence[RecordId]) -> int:
+        """Remove these ids from every dimension's collection; returns how many existed."""
+        keys = list(dict.fromkeys(str(i) for i in ids))
+        return await self._run("deleting vectors", self._delete, collection, keys)
+
+    async def delete_where(self, collection: str, filters: Mapping[str, Any]) -> int:
+        """Remove every vector matching ``filters`` (a filter is required)."""
+        ids = await self.ids_where(collection, filters)
+        return await self.delete(collection, ids) if ids else 0
+
+    async def count(self, collection: str, filters: Mapping[str, Any] | None = None) -> int:
+        """How many vectors the collection holds over all dimensions (matching ``filters``)."""
+        node = parse_filters(filters)
+        return await self._run("counting vectors", self._count, collection, node)
+
+    async def ids_where(self, collection: str, filters: Mapping[str, Any]) -> list[str]:
+        """The ids (as strings) of every vector matching ``filters``; a filter is required."""
+        node = parse_filters(filters)
+        if node is None:
+            raise InvalidInputError("a filter is required; use delete(ids) for known ids")
+        return await self._run("selecting vectors", self._ids_where, collection, node)
+
+    async def validate_records(self, collection: str, records: Sequence[VectorRecord]) -> None:
+        """Raise ``InvalidInputError`` for what ``upsert`` would refuse, without writing."""
+        await self._run("checking vectors", self._validate, collection, list(records))
+
+    async def dimensions(self, collection: str) -> dict[int, str]:
+        """Dimension -> metric of the Chroma collections that exist for ``collection``."""
+        return dict(await self._run("listing collections", self.store.existing, collection))
+
+    async def describe(self) -> dict[str, Any]:
+        """What ``archon-db doctor`` prints about this store."""
+        found = await self._run("describing the store", self.store.describe)
+        mode = "http" if self.store.url else "embedded"
+        return {"backend": "chroma", "mode": mode, "location": self.location, **found}
+
+    async def aclose(self) -> None:
+        """Forget the client (Chroma's clients hold no connection that needs closing)."""
+        self.store.forget()
+
+    # -- synchronous internals, run in a worker thread ---------------------------------------
+
+    async def _run(self, action: str, fn: Callable[..., T], *args: Any) -> T:
+        def call() -> T:
+            with self.store.errors(action, self.location):
+                return fn(*args)
+
+        return await asyncio.to_thread(call)
+
+    def _validate(self, collection: str, records: list[VectorRecord]) -> None:
+        for record in records:
+            dimension = len(record.vector)
+            metric = self.store.metric(collection, dimension)
+            if metric is None and dimension not in ARCHON_DIMENSIONS:
+                raise self.store.dimension_error(collection, dimension)
+            check_vector(record.vector, metric=metric or "cosine")  # type: ignore[arg-type]
+            if str(record.id) == "":
+                raise InvalidInputError("a vector record needs a non-empty id")
+            flatten(record.metadata)
+            to_json(record.metadata)
+
+    def _upsert(self, collection: str, records: list[VectorRecord]) -> int:
+        self._validate(collection, records)
+        latest = {str(r.id): r for r in records}
+        by_dimension: dict[int, list[VectorRecord]] = {}
+        for record in latest.values():
+            by_dimension.setdefault(len(record.vector), []).append(record)
+        for dimension, group in by_dimension.items():
+            self.store.write(collection, dimension, group)
+        return len(latest)
+
+    def _query(
+        self, collection: str, vector: list[float], k: int, node: Node | None
+    ) -> list[VectorHit]:
+        dimension = len(vector)
+        metric = self.store.metric(collection, dimension)
+        if metric is None and dimension not in ARCHON_DIMENSIONS:
+            raise self.store.dimension_error(collection, dimension)
+        check_vector(vector, metric=metric or "cosine")  # type: ignore[arg-type]
+        col = self.store.collection(collection, dimension, create=False)
+        if col is None:
+            return []
+        plan = self._plan(col, node)
+        options: dict[str, Any] = {"n_results": k, "include": ["metadatas", "distances"]}
+        if plan.exact:
+            ids = self._matching(col, plan, node)
+            if not ids:
+                return []
+            options.update(ids=ids, n_results=min(k, len(ids)))
+        elif plan.native is not None:
+            options["where"] = plan.native
+        found = col.query(query_embeddings=[vector], **options)
+        pairs = zip(found["metadatas"][0], found["distances"][0], strict=True)
+        return [
+            VectorHit(meta[ID_KEY], score(metric or "cosine", dist), from_json(meta.get(JSON_KEY)))
+            for meta, dist in pairs
+        ]
+
+    def _plan(self, col: Any, node: Node | None) -> FilterPlan[Where]:
+        plan = plan_filter(node, translator)
+        if plan.contains_keys and self.store.has_opaque(col, plan.contains_keys):
+            plan = plan_filter(node, translator, force_exact=True)
+        return plan
+
+    def _matching(self, col: Any, plan: FilterPlan[Where], node: Node | None) -> list[str]:
+        """Ids matching ``node`` exactly: the native (pre-)filter, then Python over the JSON."""
+        return [
+            id_
+            for id_, meta in self.store.scan(col, plan.native)
+            if not plan.exact or evaluate(node, from_json(meta.get(JSON_KEY)))
+        ]
+
+    def _ids_where(self, collection: str, node: Node) -> list[str]:
+        return [
+            id_
+            for col in self.store.collections(collection)
+            for id_ in self._matching(col, self._plan(col, node), node)
+        ]
+
+    def _delete(self, collection: str, ids: list[str]) -> int:
+        removed = 0
+        for col in self.store.collections(collection):
+            for batch in batches(ids, self.store.batch_size):
+                present = col.get(ids=list(batch), include=[])["ids"]
+                if present:
+                    col.delete(ids=present)
+                    removed += len(present)
+        return removed
+
+    def _count(self, collection: str, node: Node | None) -> int:
+        if node is None:
+            return sum(col.count() for col in self.store.collections(collection))
+        return len(self._ids_where(collection, node))
+
+
+def score(metric: str, distance: float) -> float:
+    """Higher is better: cosine ``1 - d``; inner product ``1 - d`` (the dot); l2 ``-sqrt(d)``."""
+    if metric == "l2":  # Chroma's l2 is the squared distance
+        return -math.sqrt(max(distance, 0.0))
+    return 1.0 - distance

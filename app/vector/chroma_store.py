@@ -1,0 +1,294 @@
+"""Chroma's side of ``ChromaVectorIndex``: the client, the collections per dimension, ``where``.
+
+Everything here is synchronous (Chroma's client is) and runs in a worker thread; errors come out as
+``app.errors`` exceptions with secrets masked.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from app.errors import BackendUnavailableError, DataLayerError, InvalidInputError, scrub
+from app.vector.external import (
+    ARCHON_DIMENSIONS,
+    ID_KEY,
+    JSON_KEY,
+    KEYS_KEY,
+    OPAQUE_KEY,
+    Scalar,
+    Translator,
+    flatten,
+    to_json,
+)
+from app.vector.port import VectorRecord, collection_table
+
+T = TypeVar("T")
+Where = dict[str, Any]
+SPACES: dict[str, str] = {"cosine": "cosine", "l2": "l2", "inner_product": "ip"}
+MAX_DIMENSION = 65536
+# Above Chroma's defaults (100 / 100 / 16): recall@10 stays >= 0.95 on filtered searches.
+HNSW = {"ef_construction": 200, "ef_search": 128, "max_neighbors": 32}
+
+
+class ChromaDialect:
+    """Chroma ``where`` clauses for ``Translator``."""
+
+    def compare(self, key: str, op: str, value: Scalar) -> Where:
+        return {key: {f"${op}": value}}
+
+    def one_of(self, key: str, values: list[Scalar], negate: bool) -> Where:
+        return {key: {"$nin" if negate else "$in": values}}
+
+    def has_key(self, key: str, present: bool) -> Where:
+        return {KEYS_KEY: {"$contains" if present else "$not_contains": key}}
+
+    def array_contains(self, key: str, value: Scalar) -> Where:
+        # Chroma's arrays are typed: an integral number may sit in an int or a float array.
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == int(value):
+            return self.any_of(
+                [{key: {"$contains": int(value)}}, {key: {"$contains": float(value)}}]
+            )
+        return {key: {"$contains": value}}
+
+    def all_of(self, items: list[Where]) -> Where:
+        return self._combine("$and", items, True)
+
+    def any_of(self, items: list[Where]) -> Where:
+        return self._combine("$or", items, False)
+
+    def always(self, value: bool) -> Where:
+        # No record lists the empty string among its keys.
+        return {KEYS_KEY: {"$not_contains" if value else "$contains": ""}}
+
+    def _combine(self, op: str, items: list[Where], empty: bool) -> Where:
+        if not items:
+            return self.always(empty)
+        return items[0] if len(items) == 1 else {op: items}
+
+
+def translator() -> Translator[Where]:
+    """A fresh filter translator to Chroma ``where``."""
+    return Translator(ChromaDialect())
+
+
+class ChromaStore:
+    """One Chroma client and the collections of each (collection, dimension)."""
+
+    def __init__(self, url: str | None, path: str, client: Any = None) -> None:
+        self.url = url
+        self.path = path
+        self._client = client
+        self._lock = threading.Lock()
+        self._collections: dict[str, Any] = {}
+        self._dims: dict[str, dict[int, str]] = {}
+
+    def client(self) -> Any:
+        """The Chroma client, created on first use."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    def _connect(self) -> Any:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        options = ChromaSettings(anonymized_telemetry=False)
+        if not self.url:
+            return chromadb.PersistentClient(path=self.path, settings=options)
+        parts = urlsplit(self.url)
+        secure = parts.scheme == "https"
+        try:
+            return chromadb.HttpClient(
+                host=parts.hostname or "localhost",
+                port=parts.port or (443 if secure else 8000),
+                ssl=secure,
+                settings=options,
+            )
+        except ValueError as exc:  # the client says "could not connect" with a ValueError
+            raise ConnectionError(str(exc)) from exc
+
+    def forget(self) -> None:
+        """Drop the client and every cached collection."""
+        self._collections.clear()
+        self._dims.clear()
+        self._client = None
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.client().get_max_batch_size())
+
+    @staticmethod
+    def name_for(collection: str, dimension: int) -> str:
+        """The Chroma collection holding ``collection``'s vectors of ``dimension``."""
+        return f"archon_{collection}_{dimension}"
+
+    def existing(self, collection: str, dimension: int | None = None) -> dict[int, str]:
+        """Dimension -> metric of ``collection``'s Chroma collections (re-read on a miss)."""
+        collection_table(collection)
+        known = self._dims.get(collection)
+        if known is not None and (dimension is None or dimension in known):
+            return known
+        prefix = f"archon_{collection}_"
+        found: dict[int, str] = {}
+        for item in self.client().list_collections():
+            name = getattr(item, "name", item)
+            suffix = name[len(prefix) :] if name.startswith(prefix) else ""
+            if suffix.isdigit():
+                metric = (getattr(item, "metadata", None) or {}).get("archon_metric", "cosine")
+                found[int(suffix)] = metric
+        self._dims[collection] = found
+        return found
+
+    def metric(self, collection: str, dimension: int) -> str | None:
+        """The metric of the collection for ``dimension``; ``None`` when it does not exist."""
+        return self.existing(collection, dimension).get(dimension)
+
+    def collection(self, collection: str, dimension: int, *, create: bool) -> Any | None:
+        """The Chroma collection; Archon's dimensions are created on demand when ``create``."""
+        name = self.name_for(collection, dimension)
+        if name in self._collections:
+            return self._collections[name]
+        if dimension in self.existing(collection, dimension):
+            found = self.client().get_collection(name, embedding_function=None)
+        elif create and dimension in ARCHON_DIMENSIONS:
+            found = self.ensure(collection, dimension, "cosine")
+        else:
+            return None
+        self._collections[name] = found
+        return found
+
+    def collections(self, collection: str) -> Iterator[Any]:
+        """Every existing Chroma collection of ``collection``, by dimension."""
+        for dimension in sorted(self.existing(collection)):
+            found = self.collection(collection, dimension, create=False)
+            if found is not None:
+                yield found
+
+    def ensure(self, collection: str, dimension: int, metric: str) -> Any:
+        """Create (or find) the collection; a different metric than the existing one is refused."""
+        if metric not in SPACES:
+            raise InvalidInputError(f"unknown metric {metric!r}; use one of {sorted(SPACES)}")
+        if not 1 <= dimension <= MAX_DIMENSION:
+            raise InvalidInputError(f"dimension must be between 1 and {MAX_DIMENSION}")
+        name = self.name_for(collection, dimension)
+        existing = self.metric(collection, dimension)
+        if existing is not None and existing != metric:
+            raise InvalidInputError(
+                f"{name} exists with metric {existing!r}, not {metric!r}; "
+                "one metric per collection and dimension"
+            )
+        found = self.client().get_or_create_collection(
+            name,
+            configuration={"hnsw": {"space": SPACES[metric], **HNSW}},
+            metadata={"archon_metric": metric, "archon_dimension": dimension},
+            embedding_function=None,
+        )
+        self._collections[name] = found
+        self._dims.setdefault(collection, {})[dimension] = metric
+        return found
+
+    def dimension_error(self, collection: str, received: int) -> InvalidInputError:
+        known = sorted(set(ARCHON_DIMENSIONS) | set(self.existing(collection)))
+        return InvalidInputError(
+            f"wrong vector length: expected one of {', '.join(map(str, known))}, received "
+            f"{received}; run `archon-db vectors add-dimension {received}` to store vectors "
+            "of that length"
+        )
+
+    def write(self, collection: str, dimension: int, records: Sequence[VectorRecord]) -> None:
+        """Upsert records of one dimension in batches; remove their ids from other dimensions."""
+        col = self.collection(collection, dimension, create=True)
+        assert col is not None
+        others = [d for d in self.existing(collection) if d != dimension]
+        for batch in batches(records, self.batch_size):
+            ids = [str(r.id) for r in batch]
+            for other in others:  # a row re-embedded at another length moves collections
+                found = self.collection(collection, other, create=False)
+                if found is not None:
+                    found.delete(ids=ids)
+            col.upsert(
+                ids=ids,
+                embeddings=[[float(x) for x in r.vector] for r in batch],
+                metadatas=[stored_metadata(r) for r in batch],
+                documents=[r.document for r in batch] if any(r.document for r in batch) else None,
+            )
+
+    def has_opaque(self, col: Any, keys: set[str]) -> bool:
+        """Whether any record holds one of ``keys`` as a value Chroma cannot filter on."""
+        where = ChromaDialect().any_of([{OPAQUE_KEY: {"$contains": k}} for k in sorted(keys)])
+        return bool(col.get(where=where, limit=1, include=[])["ids"])
+
+    def scan(self, col: Any, where: Where | None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(id, stored metadata) of every record ``where`` selects, page by page."""
+        page, offset = self.batch_size, 0
+        while True:
+            got = col.get(where=where, include=["metadatas"], limit=page, offset=offset)
+            yield from zip(got["ids"], (m or {} for m in got["metadatas"]), strict=True)
+            if len(got["ids"]) < page:
+                return
+            offset += page
+
+    def describe(self) -> dict[str, Any]:
+        client = self.client()
+        names = [getattr(c, "name", c) for c in client.list_collections()]
+        return {
+            "server version": client.get_version(),
+            "max batch size": client.get_max_batch_size(),
+            "collections": {
+                name: client.get_collection(name, embedding_function=None).count()
+                for name in sorted(names)
+                if name.startswith("archon_")
+            },
+        }
+
+    @contextmanager
+    def errors(self, action: str, location: str) -> Iterator[None]:
+        """Chroma's, httpx's and the OS's errors as ``app.errors`` exceptions."""
+        try:
+            yield
+        except DataLayerError:
+            raise
+        except Exception as exc:
+            raise translate_error(exc, action, location) from exc
+
+
+def translate_error(exc: Exception, action: str, location: str) -> DataLayerError:
+    """A Chroma, httpx or OS error as one of ours, with any secret masked."""
+    import httpx
+    from chromadb import errors as chroma_errors
+
+    detail = scrub(str(exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = detail if len(detail) <= 300 else detail[:300] + "…"
+    if isinstance(exc, httpx.HTTPError | ConnectionError | OSError | TimeoutError):
+        return BackendUnavailableError(
+            f"{action} failed: Chroma at {location} could not be reached ({detail}); "
+            "start it or check CHROMA_URL / CHROMA_PATH"
+        )
+    invalid = (chroma_errors.InvalidArgumentError, chroma_errors.DuplicateIDError, ValueError)
+    if isinstance(exc, invalid):
+        return InvalidInputError(f"{action} failed: Chroma refused the input ({detail})")
+    return DataLayerError(f"{action} failed: Chroma error ({detail})")
+
+
+def stored_metadata(record: VectorRecord) -> dict[str, Any]:
+    """A record's metadata as Chroma holds it: flat values, key lists, id and JSON."""
+    flat = flatten(record.metadata)
+    stored: dict[str, Any] = dict(flat.values)
+    stored[ID_KEY] = record.id
+    stored[JSON_KEY] = to_json(record.metadata)
+    if flat.present:
+        stored[KEYS_KEY] = flat.present
+    if flat.opaque:
+        stored[OPAQUE_KEY] = flat.opaque
+    return stored
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), max(size, 1)):
+        yield items[start : start + size]

@@ -1,0 +1,227 @@
+"""ChromaVectorIndex: the vector contract, embedded and over HTTP, plus what is Chroma's own."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from app.config import Settings
+from app.errors import BackendUnavailableError, InvalidInputError
+from app.filters import parse_filters
+from app.vector.chroma import ChromaVectorIndex
+from app.vector.chroma_store import KEYS_KEY, translator
+from app.vector.external import normal_form
+from app.vector.port import VectorRecord
+from tests.chroma_server import ChromaServer
+from tests.vector_contract import (
+    COLLECTION,
+    ContractHarness,
+    VectorIndexContract,
+    chunk_fields,
+    records,
+)
+from tests.vector_fixtures import clustered
+
+
+@pytest.fixture(scope="module")
+def chroma_server() -> Iterator[ChromaServer]:
+    server = ChromaServer()
+    server.start()
+    yield server
+    server.close()
+
+
+def _wipe(url: str) -> None:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    host, port = url.removeprefix("http://").split(":")
+    client = chromadb.HttpClient(
+        host=host, port=int(port), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    for collection in client.list_collections():
+        client.delete_collection(collection.name)
+
+
+def _embedded(tmp_path: Path) -> ChromaVectorIndex:
+    return ChromaVectorIndex(Settings(_env_file=None, chroma_path=str(tmp_path / "chroma")))
+
+
+@pytest.fixture(params=["embedded", "http"])
+async def chroma_index(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[ChromaVectorIndex]:
+    if request.param == "embedded":
+        index = _embedded(tmp_path)
+    else:
+        server: ChromaServer = request.getfixturevalue("chroma_server")
+        _wipe(server.url)
+        index = ChromaVectorIndex(Settings(_env_file=None, chroma_url=server.url))
+    yield index
+    await index.aclose()
+
+
+class TestChromaContract(VectorIndexContract):
+    @pytest.fixture
+    def harness(self, chroma_index: ChromaVectorIndex) -> ContractHarness:
+        counter = itertools.count(1)
+
+        async def add_rows(collection: str, rows: Any) -> list[Any]:
+            return [next(counter) for _ in rows]
+
+        return ContractHarness(chroma_index, add_rows, approximate=True)
+
+
+def _vectors(n: int, dimension: int = 384, seed: int = 0) -> np.ndarray:
+    return clustered(n, dimension, centres=max(1, n // 10), seed=seed)
+
+
+async def test_batches_are_split_under_chromas_maximum(tmp_path: Path) -> None:
+    index = _embedded(tmp_path)
+    limit = await asyncio.to_thread(lambda: index.store.batch_size)
+    n = limit + 500
+    await index.ensure_collection(COLLECTION, 8)
+    vectors = np.random.default_rng(0).normal(size=(n, 8))
+    batch = [VectorRecord(i, v.tolist(), {"i": i}) for i, v in enumerate(vectors)]
+
+    assert await index.upsert(COLLECTION, batch) == n
+    assert await index.count(COLLECTION) == n
+    assert await index.delete(COLLECTION, list(range(n))) == n
+
+
+class Kind(Enum):
+    GUIDE = "guide"
+
+
+async def test_metadata_comes_back_as_stored_and_ids_keep_their_type(tmp_path: Path) -> None:
+    index = _embedded(tmp_path)
+    page = uuid.uuid4()
+    metadata = {
+        "source_id": "s",
+        "metadata": {"kind": Kind.GUIDE, "page": page, "tags": [], "mixed": [1, "a"], "x": None},
+    }
+    vectors = _vectors(2)
+    await index.upsert(
+        COLLECTION,
+        [VectorRecord(7, vectors[0].tolist(), metadata), VectorRecord("b", vectors[1].tolist())],
+    )
+
+    (hit,) = await index.query(COLLECTION, vectors[0].tolist(), k=1)
+    assert hit.id == 7
+    assert hit.metadata == {
+        "source_id": "s",
+        "metadata": {"kind": "guide", "page": str(page), "tags": [], "mixed": [1, "a"], "x": None},
+    }
+    (other,) = await index.query(COLLECTION, vectors[1].tolist(), k=1)
+    assert other.id == "b"
+    assert await index.count(COLLECTION, {"metadata": {"contains": {"mixed": ["a"]}}}) == 1
+    assert await index.count(COLLECTION, {"metadata.tags": {"contains": []}}) == 1
+    assert await index.count(COLLECTION, {"metadata.x": {"is_null": True}}) == 2
+
+
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [("l2", lambda a, b: -float(np.linalg.norm(a - b))), ("inner_product", lambda a, b: a @ b)],
+)
+async def test_other_metrics_score_higher_is_better(
+    tmp_path: Path, metric: str, expected: Any
+) -> None:
+    index = _embedded(tmp_path)
+    await index.ensure_collection(COLLECTION, 16, metric)  # type: ignore[arg-type]
+    vectors = np.random.default_rng(1).normal(size=(20, 16))
+    await index.upsert(COLLECTION, [VectorRecord(i, v.tolist()) for i, v in enumerate(vectors)])
+    query = np.random.default_rng(2).normal(size=16)
+
+    hits = await index.query(COLLECTION, query.tolist(), k=5)
+
+    want = sorted(range(20), key=lambda i: -expected(vectors[i], query))[:5]
+    assert [h.id for h in hits] == want
+    for hit in hits:
+        assert hit.score == pytest.approx(expected(vectors[hit.id], query), rel=1e-3, abs=1e-3)
+
+
+async def test_a_collection_keeps_its_metric(tmp_path: Path) -> None:
+    index = _embedded(tmp_path)
+    await index.ensure_collection(COLLECTION, 16, "l2")
+    await index.ensure_collection(COLLECTION, 16, "l2")
+
+    with pytest.raises(InvalidInputError, match="metric"):
+        await index.ensure_collection(COLLECTION, 16, "cosine")
+    assert await index.dimensions(COLLECTION) == {16: "l2"}
+
+
+async def test_an_unknown_dimension_names_the_command_that_adds_it(tmp_path: Path) -> None:
+    index = _embedded(tmp_path)
+
+    with pytest.raises(InvalidInputError, match="vectors add-dimension 100"):
+        await index.upsert(COLLECTION, [VectorRecord(1, [0.1] * 100)])
+    await index.ensure_collection(COLLECTION, 100)
+    assert await index.upsert(COLLECTION, [VectorRecord(1, [0.1] * 100)]) == 1
+
+
+async def test_a_record_embedded_at_another_length_moves(tmp_path: Path) -> None:
+    index = _embedded(tmp_path)
+    await index.upsert(COLLECTION, [VectorRecord(1, _vectors(1, 384)[0].tolist())])
+    wide = _vectors(1, 768)[0]
+
+    await index.upsert(COLLECTION, [VectorRecord(1, wide.tolist())])
+
+    assert await index.count(COLLECTION) == 1
+    assert [h.id for h in await index.query(COLLECTION, wide.tolist(), k=3)] == [1]
+
+
+async def test_an_unknown_collection_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="unknown collection"):
+        await _embedded(tmp_path).count("nope")
+
+
+def test_ne_and_not_in_require_the_key_as_sql_does() -> None:
+    where = translator().translate(normal_form(parse_filters({"n": {"ne": 3}})))  # type: ignore[arg-type]
+    assert where == {"$and": [{"n": {"$ne": 3}}, {KEYS_KEY: {"$contains": "n"}}]}
+    negated = translator().translate(normal_form(parse_filters({"not": {"n": {"gt": 3}}})))  # type: ignore[arg-type]
+    assert negated == {"n": {"$lte": 3}}
+    mixed = translator().translate(normal_form(parse_filters({"n": {"in": ["a", 1, True]}})))  # type: ignore[arg-type]
+    assert mixed == {"$or": [{"n": {"$in": ["a"]}}, {"n": {"$in": [True]}}, {"n": {"$in": [1.0]}}]}
+
+
+async def test_calls_run_off_the_event_loop(tmp_path: Path) -> None:
+    index = _embedded(tmp_path)
+    vectors = _vectors(3000, seed=3)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    ticker = asyncio.create_task(tick())
+    try:
+        await index.upsert(COLLECTION, records(range(3000), vectors, [chunk_fields(0)] * 3000))
+    finally:
+        ticker.cancel()
+    assert ticks > 5
+
+
+async def test_a_stopped_server_is_backend_unavailable(tmp_path: Path) -> None:
+    server = ChromaServer()
+    server.start()
+    index = ChromaVectorIndex(Settings(_env_file=None, chroma_url=server.url))
+    try:
+        await index.upsert(COLLECTION, [VectorRecord(1, _vectors(1)[0].tolist())])
+        server.stop()
+        with pytest.raises(BackendUnavailableError, match="Chroma at http://127.0.0.1"):
+            await index.count(COLLECTION)
+        server.start()
+        assert await index.count(COLLECTION) == 1
+    finally:
+        await index.aclose()
+        server.close()
