@@ -100,11 +100,9 @@ class SqlAlchemyUnitOfWork:
         self._after_commit.clear()
         if session is None:
             return
-        try:
-            if session.in_transaction():
-                await session.rollback()
-        finally:
-            await session.close()
+        # close() rolls back whatever was not committed without expiring the loaded entities
+        # (rollback() would), so what was read stays usable after the block.
+        await session.close()
 
     async def commit(self) -> None:
         """Flush and commit, then run the after-commit work (e.g. applying the vector outbox)."""
