@@ -264,3 +264,15 @@ def test_top_k_breaks_ties_by_id() -> None:
     scores = np.array([0.5, 0.9, 0.5, 0.9], dtype=np.float32)
     ids = np.array([40, 30, 10, 20])
     assert [int(ids[i]) for i in top_k(scores, ids, 3)] == [20, 30, 10]
+
+
+async def test_describe_counts_the_vectors_per_collection_and_length(layer: DataLayer) -> None:
+    ids = await _rows(layer, 3)
+    await layer.vector_index.upsert(COLLECTION, records(ids, clustered(3, 768), [{}] * 3))
+
+    described = await layer.vector_index.describe()
+
+    assert described["backend"] == "exact"
+    assert described["vectors"]["crawled_pages"][768] == 3
+    assert described["vectors"]["code_examples"][384] == 0
+    assert {384, 768, 1024, 1536, 3072} <= set(await layer.vector_index.dimensions(COLLECTION))

@@ -233,3 +233,16 @@ def test_ef_search_grows_with_k_within_pgvectors_limit() -> None:
     assert ef_search(1) == 64
     assert ef_search(100) == 200
     assert ef_search(5000) == 1000
+
+
+async def test_describe_tells_pgvectors_version_and_the_stored_vectors(
+    pg_layer: DataLayer,
+) -> None:
+    ids = await add_chunks(pg_layer.engine, COLLECTION, [chunk_fields(i) for i in range(2)])
+    await pg_layer.vector_index.upsert(COLLECTION, records(ids, clustered(2, 1024), [{}] * 2))
+
+    described = await pg_layer.vector_index.describe()
+
+    assert described["backend"] == "pgvector" and described["iterative scans"] is True
+    assert described["pgvector"].startswith("0.8")
+    assert described["vectors"]["crawled_pages"][1024] == 2

@@ -32,6 +32,7 @@ from app.vector.sql_common import (
     dialect_name,
     embedding_column,
     pgvector_extension,
+    quote_identifier,
     register_pgvector,
 )
 
@@ -105,7 +106,7 @@ class ExactVectorIndex(SqlVectorIndex):
         kind = _BLOB_TYPES.get(dialect, "BLOB")
         extension = self._shared.get("extension")
         if extension and any("vector" in k for k in self._dimensions.get(table, {}).values()):
-            kind = f'"{extension[0]}".vector({dimension})'  # keep the table's one column kind
+            kind = f"{quote_identifier(extension[0])}.vector({dimension})"  # one kind per table
         return [f"ALTER TABLE {table} ADD COLUMN {column} {kind}"]
 
     async def ensure_collection(

@@ -176,6 +176,10 @@ class _LazyBound:
         self._uow = uow
         self._view: Any = None
 
+    @property
+    def capabilities(self) -> Any:
+        return self._auto.capabilities
+
     async def _target(self) -> Any:
         if self._view is None:
             self._view = unit_of_work_binder(await self._auto.resolve())(self._uow)

@@ -27,6 +27,7 @@ from app.vector.sql_common import (
     as_matrix,
     embedding_column,
     pgvector_extension,
+    quote_identifier,
     register_pgvector,
 )
 
@@ -48,7 +49,7 @@ def hnsw_index_ddl(table: str, dimension: int, schema: str = "public") -> str | 
     if dimension <= VECTOR_INDEX_LIMIT:
         target = f"{column} vector_cosine_ops"
     elif dimension <= HALFVEC_INDEX_LIMIT:
-        target = f'(({column})::"{schema}".halfvec({dimension})) halfvec_cosine_ops'
+        target = f"(({column})::{quote_identifier(schema)}.halfvec({dimension})) halfvec_cosine_ops"
     else:
         return None
     return f"CREATE INDEX IF NOT EXISTS {name} ON {table} USING hnsw ({target})"
@@ -63,7 +64,7 @@ class _PgType(sa.types.UserDefinedType[Any]):
         self.name, self.dimension, self.schema = name, dimension, schema
 
     def get_col_spec(self, **_: Any) -> str:
-        return f'"{self.schema}".{self.name}({self.dimension})'
+        return f"{quote_identifier(self.schema)}.{self.name}({self.dimension})"
 
 
 class PgVectorIndex(SqlVectorIndex):
@@ -105,9 +106,8 @@ class PgVectorIndex(SqlVectorIndex):
         assert self._extension is not None
         schema = self._extension[0]
         column = embedding_column(dimension)
-        ddl = [
-            f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} "{schema}".vector({dimension})'
-        ]
+        vector = f"{quote_identifier(schema)}.vector({dimension})"
+        ddl = [f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {vector}"]
         index = hnsw_index_ddl(table, dimension, schema)
         return [*ddl, index] if index else ddl
 
@@ -118,6 +118,15 @@ class PgVectorIndex(SqlVectorIndex):
         async with self._scope() as session:
             await self._vector_extension(session)
         await super().ensure_collection(collection, dimension, metric)
+
+    async def describe(self) -> dict[str, Any]:
+        """What ``archon-db doctor`` prints, with pgvector's version and index settings."""
+        found = await super().describe()
+        async with self._scope() as session:
+            schema, version = await self._vector_extension(session)
+        found["pgvector"] = ".".join(map(str, version)) + f" (schema {schema})"
+        found["iterative scans"] = version >= ITERATIVE_SCANS
+        return found
 
     def _encode(self, kind: str, vector: np.ndarray) -> Any:
         if "vector" not in kind:

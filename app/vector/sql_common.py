@@ -26,7 +26,13 @@ from app.errors import (
     UnsupportedFeatureError,
     translate_errors,
 )
-from app.vector.port import RecordId, VectorHit, VectorRecord, collection_table
+from app.vector.port import (
+    RecordId,
+    VectorCapabilities,
+    VectorHit,
+    VectorRecord,
+    collection_table,
+)
 
 # The lengths Archon's schema ships columns for; any other gets its own column on demand.
 ARCHON_DIMENSIONS = (384, 768, 1024, 1536, 3072)
@@ -124,12 +130,19 @@ def permission_denied(exc: BaseException) -> bool:
     )
 
 
+def quote_identifier(name: str) -> str:
+    """``name`` as a double-quoted SQL identifier (PostgreSQL schema names)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 class SqlVectorIndex:
     """Base of the SQL-backed adapters: sessions, dimensions, and the writes both share.
 
     Unbound, each call runs in its own short transaction on ``engine``; ``bind(uow)`` returns a
     view that works in the Unit of Work's session and transaction instead.
     """
+
+    capabilities: VectorCapabilities
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
@@ -335,6 +348,32 @@ class SqlVectorIndex:
                 statement = statement.where(self.filter_clause(collection, filters))
             with translate_errors(f"counting vectors in {table}"):
                 return int((await session.execute(statement)).scalar_one())
+
+    # -- beyond the port --------------------------------------------------------------------
+
+    async def dimensions(self, collection: str) -> dict[int, str]:
+        """Dimension -> metric of the embedding columns the collection's table has."""
+        table = collection_table(collection)
+        async with self._scope() as session:
+            columns = await self._columns(session, table, refresh=True)
+        return dict.fromkeys(sorted(columns), "cosine")
+
+    async def describe(self) -> dict[str, Any]:
+        """What ``archon-db doctor`` prints: the vectors stored per collection and length."""
+        stored: dict[str, dict[int, int]] = {}
+        async with self._scope() as session:
+            for collection, entity in ENTITIES.items():
+                table = entity.__tablename__
+                dims = sorted(await self._columns(session, table, refresh=True))
+                if not dims:
+                    stored[collection] = {}
+                    continue
+                counts = ", ".join(f"count({embedding_column(d)})" for d in dims)
+                with translate_errors(f"counting the vectors of {table}"):
+                    row = (await session.execute(sa.text(f"SELECT {counts} FROM {table}"))).one()
+                stored[collection] = dict(zip(dims, map(int, row), strict=True))
+            dialect = dialect_name(session)
+        return {"backend": self.capabilities.name, "database": dialect, "vectors": stored}
 
     # -- filters and hits ------------------------------------------------------------------
 
