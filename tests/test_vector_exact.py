@@ -276,3 +276,46 @@ async def test_describe_counts_the_vectors_per_collection_and_length(layer: Data
     assert described["vectors"]["crawled_pages"][768] == 3
     assert described["vectors"]["code_examples"][384] == 0
     assert {384, 768, 1024, 1536, 3072} <= set(await layer.vector_index.dimensions(COLLECTION))
+
+
+@pytest.mark.backends("sqlite", "mariadb")
+async def test_a_detected_index_serves_the_port_and_units_of_work(
+    make_layer: LayerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "chromadb" else real(name, *a)
+    )
+    layer = await make_layer(vector_database=None)
+    auto = layer.vector_index
+    assert isinstance(auto, AutoVectorIndex)
+    ids = await _rows(layer, 3)
+    vectors = clustered(3, DIMENSION, centres=3, seed=9)
+
+    async with layer.uow() as uow:
+        await uow.vectors.ensure_collection(COLLECTION, DIMENSION)
+        assert await uow.vectors.upsert(COLLECTION, records(ids, vectors, [{}] * 3)) == 3
+        assert uow.vectors.capabilities.name == "exact"
+        await uow.commit()
+
+    assert [h.id for h in await auto.query(COLLECTION, vectors[1].tolist(), k=1)] == [ids[1]]
+    assert await auto.count(COLLECTION) == 3
+    assert await auto.delete(COLLECTION, [ids[0]]) == 1
+    assert await auto.delete_where(COLLECTION, {"id": ids[1]}) == 1
+    await auto.upsert(COLLECTION, records(ids[:1], vectors[:1], [{}]))
+    await auto.ensure_collection(COLLECTION, DIMENSION)
+    assert (await auto.describe())["backend"] == "exact"  # beyond the port, once chosen
+    await layer.migrate()  # may change what the database offers: detect again on next use
+    assert await auto.count(COLLECTION) == 2
+
+
+def test_pgvector_needs_postgresql() -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from app.vector.factory import build_vector_index
+
+    engine = create_async_engine("sqlite+aiosqlite://")
+    with pytest.raises(UnsupportedFeatureError, match="needs PostgreSQL"):
+        build_vector_index(VectorBackend.PGVECTOR, Settings(_env_file=None), engine)
