@@ -50,7 +50,7 @@ from app.vector.port import (
 )
 
 if TYPE_CHECKING:
-    from app.vector.outbox import OutboxVectorIndex
+    from app.vector.outbox_uow import OutboxVectorIndex
 
 T = TypeVar("T")
 

@@ -54,7 +54,7 @@ from app.vector.weaviate_schema import (
 )
 
 if TYPE_CHECKING:
-    from app.vector.outbox import OutboxVectorIndex
+    from app.vector.outbox_uow import OutboxVectorIndex
 
 MAX_DIMENSION = 65535
 
