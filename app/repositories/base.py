@@ -268,17 +268,16 @@ class SqlAlchemyRepository(Generic[T]):
 
     async def add(self, entity: T) -> T:
         """Insert ``entity`` and flush; returns it with its generated id."""
-        self._validate(entity)
-        async with self._atomic("adding"):
-            self.session.add(entity)
-            await self.session.flush()
-        return entity
+        (added,) = await self.add_many([entity])
+        return added
 
     async def add_many(self, entities: Iterable[T]) -> builtins.list[T]:
         """Insert all of ``entities`` or none; returns them with generated ids."""
         items = self._validator.many(entities)
         if not items:
             return items
+        if not all(sa.inspect(e).transient for e in items):
+            raise InvalidInputError(f"a {self._name} given to add_many is already stored")
         dialect = await self._dialect()
         async with self._atomic("adding"):
             inserted = await bulk.insert_all(self.session, dialect, self.columns, items)

@@ -99,19 +99,23 @@ def returns_ids(dialect: Dialect) -> bool:
 async def insert_all(
     session: AsyncSession, dialect: Dialect, columns: ModelColumns, items: list[Any]
 ) -> list[Any]:
-    """Insert ``items``; returns those inserted outside the ORM (the caller attaches them)."""
+    """Insert ``items`` (ids set on those without one); the caller attaches them to the session."""
+    # Core, not the ORM: the ORM would write a column's default where an entity holds None.
     pk_attr = columns.attr_of[columns.pk.name]
-    generated = [e for e in items if e.__dict__.get(pk_attr) is None]
-    if generated and not returns_ids(dialect):
-        # No RETURNING (MySQL 8): lastrowid arithmetic is unsafe with interleaved
-        # auto-increment locking, so the ORM inserts and reads each id.
-        session.add_all(items)
-        await session.flush()
-        return []
     table, width = columns.table, len(columns.attr_of)
     given = [e for e in items if e.__dict__.get(pk_attr) is not None]
+    generated = [e for e in items if e.__dict__.get(pk_attr) is None]
     for chunk in _batches(given, width):
         await session.execute(sa.insert(table), [row_of(columns, e) for e in chunk])
+    if not generated:
+        return items
+    if not returns_ids(dialect):
+        # No RETURNING (MySQL 8): lastrowid arithmetic over a multi-row INSERT is unsafe with
+        # interleaved auto-increment locking, so each row is inserted and its id read.
+        for entity in generated:
+            result = await session.execute(sa.insert(table), row_of(columns, entity))
+            setattr(entity, pk_attr, result.inserted_primary_key[0])
+        return items
     returning = sa.insert(table).returning(columns.pk, sort_by_parameter_order=True)
     for chunk in _batches(generated, width):
         result = await session.execute(returning, [row_of(columns, e) for e in chunk])

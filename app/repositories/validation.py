@@ -213,6 +213,16 @@ def check_json(name: str, value: Any) -> Any:
     return value
 
 
+def _generated_key_check(check: Check | None) -> Check:
+    def checked(name: str, value: Any) -> Any:
+        if value == 0 and not isinstance(value, bool):
+            # MySQL replaces an explicit 0 in an AUTO_INCREMENT column with the next id.
+            raise InvalidInputError(f"{name} = 0 is not a valid id; leave it unset to generate one")
+        return value if check is None else check(name, value)
+
+    return checked
+
+
 @dataclass(frozen=True)
 class _Field:
     attr: str
@@ -232,7 +242,9 @@ class ModelValidator:
             _Field(
                 attr,
                 f"{table.name}.{name}",
-                check_for(column),
+                _generated_key_check(check_for(column))
+                if column is generated
+                else check_for(column),
                 not column.nullable
                 and column is not generated
                 and column.default is None
