@@ -27,7 +27,6 @@ from app.vector.sql_common import (
     ENTITIES,
     HIT_FIELDS,
     MAX_DIMENSION,
-    SqlVectorIndex,
     as_matrix,
     dialect_name,
     embedding_column,
@@ -35,6 +34,7 @@ from app.vector.sql_common import (
     quote_identifier,
     register_pgvector,
 )
+from app.vector.sql_index import SqlVectorIndex
 
 VERSIONS_TABLE = "archon_vector_versions"
 _BLOB_TYPES = {"postgresql": "bytea", "mysql": "LONGBLOB", "mariadb": "LONGBLOB", "sqlite": "BLOB"}

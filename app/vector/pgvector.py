@@ -23,13 +23,13 @@ from app.vector.port import VectorCapabilities, VectorHit, collection_table
 from app.vector.sql_common import (
     ENTITIES,
     MAX_DIMENSION,
-    SqlVectorIndex,
     as_matrix,
     embedding_column,
     pgvector_extension,
     quote_identifier,
     register_pgvector,
 )
+from app.vector.sql_index import SqlVectorIndex
 
 VECTOR_INDEX_LIMIT = 2000  # pgvector's HNSW limit for ``vector``
 HALFVEC_INDEX_LIMIT = 4000  # and for ``halfvec``
