@@ -6,10 +6,12 @@ import uuid
 from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from app.bootstrap import DataLayer
 from app.domain import CrawledPage, Setting, Source, Task, TaskStatus
 from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.repositories import bulk
 from app.repositories.base import SqlAlchemyRepository
 from app.repositories.bulk import MAX_ROWS
 from app.testing import CrawledPageFactory, SettingFactory, SourceFactory, TaskFactory
@@ -106,6 +108,43 @@ class TestRepositoryContract:
             await repo(uow, CrawledPage).add(CrawledPageFactory.build(source=source))
             await uow.commit()
         assert await sql.scalar(f"SELECT COUNT(*) FROM {PAGES}") == 1
+
+    async def test_add_many_without_returning(
+        self, layer: DataLayer, sql: Sql, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The path MySQL 8 takes (it has no INSERT ... RETURNING), forced on every backend."""
+        monkeypatch.setattr(bulk, "returns_ids", lambda dialect: False)
+        source = await add_source(layer)
+        pages = await add_pages(layer, source, 5)
+        rows = await sql.all(f"SELECT id, url FROM {PAGES}")
+        assert {tuple(r) for r in rows} == {(p.id, p.url) for p in pages}
+
+    async def test_returning_is_used_only_where_the_server_has_it(self, layer: DataLayer) -> None:
+        async with layer.uow() as uow:
+            dialect = (await uow.session.connection()).dialect
+        expected = True
+        if dialect.name == "mysql":
+            version = tuple(dialect.server_version_info or ())
+            expected = bool(getattr(dialect, "is_mariadb", False)) and version >= (10, 5)
+        assert bulk.returns_ids(dialect) is expected
+
+    async def test_upsert_sends_one_statement_per_batch(self, layer: DataLayer, sql: Sql) -> None:
+        statements: list[str] = []
+
+        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            if statement.lstrip().upper().startswith("INSERT"):
+                statements.append(statement)
+
+        settings = SettingFactory.build_batch(MAX_ROWS * 2 + 5)
+        event.listen(layer.engine.sync_engine, "before_cursor_execute", record)
+        try:
+            async with layer.uow() as uow:
+                assert await repo(uow, Setting).upsert_many(settings, on=["key"]) == len(settings)
+                await uow.commit()
+        finally:
+            event.remove(layer.engine.sync_engine, "before_cursor_execute", record)
+        assert len(statements) == 3
+        assert await sql.scalar("SELECT COUNT(*) FROM archon_settings") == len(settings)
 
     async def test_add_many_of_client_keyed_rows(self, layer: DataLayer, sql: Sql) -> None:
         tasks = TaskFactory.build_batch(5)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import CursorResult, Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -114,7 +114,8 @@ async def insert_all(
         # interleaved auto-increment locking, so each row is inserted and its id read.
         for entity in generated:
             result = await session.execute(sa.insert(table), row_of(columns, entity))
-            setattr(entity, pk_attr, result.inserted_primary_key[0])
+            key = cast(CursorResult[Any], result).inserted_primary_key
+            setattr(entity, pk_attr, key[0] if key else None)
         return items
     returning = sa.insert(table).returning(columns.pk, sort_by_parameter_order=True)
     for chunk in _batches(generated, width):

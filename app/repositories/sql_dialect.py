@@ -104,8 +104,9 @@ class JsonPath:
         return self._op("json_kind", kind=kind)
 
     def typed(self, kind: str) -> ColumnElement[Any]:
-        """The value as ``string``, ``number``, ``boolean`` or ``boolean_number`` (0/1)."""
-        types = {"string": sa.Text(), "number": sa.Float(), "boolean": sa.Boolean()}
+        """The value as ``string``, ``boolean`` or ``boolean_number`` (0/1); numbers are
+        compared with ``compare_number``."""
+        types = {"string": sa.Text(), "boolean": sa.Boolean()}
         return self._op("json_value", kind=kind, type_=types.get(kind, sa.Integer()))
 
     def compare_number(self, op: str, value: int | float) -> ColumnElement[bool]:
@@ -166,11 +167,7 @@ def _pg(e: DialectOp) -> ColumnElement[Any]:
         return _kind_in(sa.func.jsonb_typeof(_pg_doc(e)), "postgresql", e.kind)
     if e.operation == "json_value":
         text = _pg_text(e)
-        casts: dict[str, Any] = {
-            "string": sa.Text(),
-            "number": sa.Numeric(),
-            "boolean": sa.Boolean(),
-        }
+        casts: dict[str, Any] = {"string": sa.Text(), "boolean": sa.Boolean()}
         if e.kind == "boolean_number":
             return sa.cast(sa.cast(text, sa.Boolean()), sa.Integer())
         return sa.cast(text, casts[e.kind])
@@ -203,23 +200,27 @@ def _mysql(e: DialectOp) -> ColumnElement[Any]:
     if e.operation == "json_value":
         if e.kind == "string":
             return sa.func.json_unquote(doc)
-        if e.kind == "number":
-            return doc.op("+")(sa.literal_column("0e0"))
         truth = sa.func.json_unquote(doc) == sa.literal_column("'true'")
         return sa.case((truth, 1), else_=0) if e.kind == "boolean_number" else truth
     if e.operation == "json_number":
         # DOUBLE is exact only to 2**53: integers compare as DECIMAL, other numbers as DOUBLE.
         compare = _COMPARE[e.kind]
         integer = sa.cast(sa.func.json_unquote(doc), sa.Numeric(65, 0))
-        is_integer = _kind_in(sa.func.json_type(doc), "mysql", "integer")
         double = doc.op("+")(sa.literal_column("0e0"))
         return sa.case(
-            (is_integer, integer.op(compare, is_comparison=True)(e.args[1])),
+            (
+                _kind_in(sa.func.json_type(doc), "mysql", "integer"),
+                integer.op(compare, is_comparison=True)(e.args[1]),
+            ),
             else_=double.op(compare, is_comparison=True)(e.args[1]),
         )
     if e.operation == "json_contains":
         args = (e.args[0], e.args[1], _dollar_path(e)) if e.path else (e.args[0], e.args[1])
         return sa.func.json_contains(*args)
+    return _mysql_text(e)
+
+
+def _mysql_text(e: DialectOp) -> ColumnElement[Any]:
     left, right = e.args
     exact = sa.cast(left, mysql.BINARY())
     if e.operation == "text_in":
