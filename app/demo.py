@@ -212,13 +212,13 @@ async def show_store(layer: DataLayer, console: Console) -> None:
     console.print(f"outbox          {pending} pending operation(s)")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, console: Console | None = None) -> None:
     """Run the demo in a fresh temporary directory."""
     parser = argparse.ArgumentParser(prog="python -m app.demo", description=__doc__)
     parser.add_argument("--keep", action="store_true", help="keep the demo's database and store")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    console = Console()
+    console = console or Console()
     directory = Path(tempfile.mkdtemp(prefix="archon-demo-"))
     started = time.perf_counter()
     try:
