@@ -242,7 +242,8 @@ class ExactVectorIndex(SqlVectorIndex):
                 return None  # rows with vectors the matrix lacks
         if len(positions) == 0:
             return []
-        scores = matrix.rows[positions] @ query_vector
+        # float32 rounding may stray past 1: keep cosine within its range
+        scores = np.clip(matrix.rows[positions] @ query_vector, -1.0, 1.0)
         best = top_k(scores, matrix.ids[positions], k)
         best_scores = {
             int(rid): float(score)
