@@ -18,7 +18,7 @@ from app.errors import BackendUnavailableError, InvalidInputError
 from app.filters import parse_filters
 from app.vector.chroma import ChromaVectorIndex
 from app.vector.chroma_store import KEYS_KEY, translator
-from app.vector.external import normal_form
+from app.vector.external_filters import normal_form
 from app.vector.port import VectorRecord
 from tests.chroma_server import ChromaServer
 from tests.vector_contract import (

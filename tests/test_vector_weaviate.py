@@ -17,7 +17,8 @@ from weaviate.collections.filters import _FilterToGRPC
 from app.config import Settings
 from app.errors import InvalidInputError
 from app.filters import parse_filters
-from app.vector.external import flatten, normal_form, plan_filter
+from app.vector.external import flatten
+from app.vector.external_filters import normal_form, plan_filter
 from app.vector.port import VectorRecord
 from app.vector.weaviate import WeaviateVectorIndex
 from app.vector.weaviate_schema import (

@@ -11,7 +11,7 @@ Filters: every operator of the filter language, with SQL's three-valued logic, e
 can express (eq, ne, numeric ranges, in, not_in, is_null, containment of scalars and arrays, and/or/
 not) becomes a Chroma ``where``; the rest (like, ilike, ranges on text, containment of empty or
 nested values) is evaluated in Python over the candidates' stored JSON metadata, and the search
-runs among the matching ids only (see ``app.vector.external``). Chroma cannot join a SQL
+runs among the matching ids only (see ``app.vector.external_filters``). Chroma cannot join a SQL
 transaction: a Unit of Work writes through the outbox (``bind``). Chroma's client is synchronous,
 so every call runs in a worker thread.
 """
@@ -28,17 +28,8 @@ from app.errors import InvalidInputError
 from app.filter_eval import evaluate
 from app.filters import OPERATORS, Node, parse_filters
 from app.vector.chroma_store import MAX_DIMENSION, SPACES, ChromaStore, Where, batches, translator
-from app.vector.external import (
-    ARCHON_DIMENSIONS,
-    ID_KEY,
-    JSON_KEY,
-    FilterPlan,
-    flatten,
-    from_json,
-    plan_filter,
-    to_json,
-    with_model,
-)
+from app.vector.external import ARCHON_DIMENSIONS, ID_KEY, JSON_KEY, flatten, from_json, to_json
+from app.vector.external_filters import FilterPlan, plan_filter, with_model
 from app.vector.port import (
     Metric,
     RecordId,

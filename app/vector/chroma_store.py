@@ -20,10 +20,10 @@ from app.vector.external import (
     KEYS_KEY,
     OPAQUE_KEY,
     Scalar,
-    Translator,
     flatten,
     to_json,
 )
+from app.vector.external_filters import Translator
 from app.vector.port import VectorRecord, collection_table
 
 T = TypeVar("T")

@@ -25,15 +25,8 @@ from app.config import Settings, mask_url
 from app.errors import DataLayerError, InvalidInputError
 from app.filter_eval import evaluate
 from app.filters import OPERATORS, Node, parse_filters
-from app.vector.external import (
-    ARCHON_DIMENSIONS,
-    FilterPlan,
-    flatten,
-    from_json,
-    plan_filter,
-    to_json,
-    with_model,
-)
+from app.vector.external import ARCHON_DIMENSIONS, flatten, from_json, to_json
+from app.vector.external_filters import FilterPlan, plan_filter, with_model
 from app.vector.port import (
     Metric,
     RecordId,

@@ -19,7 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from app.vector.external import FlatMetadata, Scalar, Translator, to_json
+from app.vector.external import FlatMetadata, Scalar, to_json
+from app.vector.external_filters import Translator
 from app.vector.port import VectorRecord
 
 KEYS_PROPERTY = "archon_keys"
