@@ -300,7 +300,11 @@ class TestRepositoryContract:
             assert await pages_repo.delete(loaded.id) is False
             assert await pages_repo.get(loaded.id) is None
             cut = pages[3].chunk_number
+            loaded_all = await pages_repo.list()
             assert await pages_repo.delete_where({"chunk_number": {"gte": cut}}) == 3
+            # entities of deleted rows left the session; the others stay
+            assert await pages_repo.get(pages[4].id) is None
+            assert await pages_repo.get(pages[1].id) is loaded_all[0]
             for empty in (None, {}):
                 with pytest.raises(InvalidInputError, match="delete_all"):
                     await pages_repo.delete_where(empty)  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -15,6 +15,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from app.domain.types import utcnow
 from app.errors import InvalidInputError, NotFoundError, translate_errors
+from app.filter_eval import evaluate
+from app.filters import parse_filters
 from app.repositories import bulk
 from app.repositories.paging import (
     Page,
@@ -24,7 +26,7 @@ from app.repositories.paging import (
     order_clauses,
     order_keys,
 )
-from app.repositories.sql_filters import compile_filters
+from app.repositories.sql_filters import compile_filters, compile_node
 from app.repositories.validation import ModelColumns, columns_of, validator_for
 
 T = TypeVar("T")
@@ -315,28 +317,47 @@ class SqlAlchemyRepository(Generic[T]):
 
     async def delete(self, id: Any) -> bool:
         """Delete the entity ``id``; whether it existed."""
-        where = self.columns.pk == self._pk_value(id)
-        return await self._delete(where) > 0
+        key = self._pk_value(id)
+        pk_attr = self.columns.attr_of[self.columns.pk.name]
+        deleted = await self._delete(self.columns.pk == key, lambda row: row[pk_attr] == key)
+        return deleted > 0
 
     async def delete_where(self, filters: Filters) -> int:
         """Delete the entities matching (non-empty) ``filters``; how many."""
-        where = self._where(filters)
-        if where is None:
+        node = parse_filters(filters, fields=self.columns.by_name, json_fields=self.columns.json)
+        if node is None:
             raise InvalidInputError(
                 f"delete_where on {self._name} needs filters; use delete_all() to delete all"
             )
-        return await self._delete(where)
+        where = compile_node(node, self.columns)
+        return await self._delete(where, lambda row: evaluate(node, row))
 
     async def delete_all(self) -> int:
         """Delete every entity of this type; how many."""
-        return await self._delete(sa.true())
+        return await self._delete(sa.true(), lambda row: True)
 
-    async def _delete(self, where: ColumnElement[bool]) -> int:
-        # ORM-enabled so that loaded instances of deleted rows leave the session too.
-        stmt = sa.delete(self.model).where(where).execution_options(synchronize_session="fetch")
+    async def _delete(
+        self, where: ColumnElement[bool], matches: Callable[[dict[str, Any]], bool]
+    ) -> int:
         async with self._atomic("deleting"):
-            result = await self.session.execute(stmt)
+            result = await self.session.execute(sa.delete(self.table).where(where))
+        self._forget(matches)
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+    def _forget(self, matches: Callable[[dict[str, Any]], bool]) -> None:
+        """Take entities of deleted rows out of the session, judged by the reference semantics
+        of the filter (no SELECT, no RETURNING); an entity not fully loaded is left alone."""
+        names = self.columns.attr_of
+        for entity in list(self.session.identity_map.values()):
+            if not isinstance(entity, self.model):
+                continue
+            state = entity.__dict__
+            if not all(attr in state for attr in names.values()):
+                continue
+            row = {name: state[attr] for name, attr in names.items()}
+            row |= {attr: state[attr] for attr in names.values()}
+            if matches(row):
+                self.session.expunge(entity)
 
 
 def _count_arg(name: str, value: Any) -> int:
