@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain import metadata
-from tests.test_migrations import fresh, table_names  # noqa: F401  (fixture)
+from tests.test_migrations import fresh, table_names  # noqa: F401  (fresh is a fixture)
 
 
-async def test_metadata_create_all_and_drop_all(fresh: AsyncEngine) -> None:
+async def test_metadata_create_all_and_drop_all(fresh: AsyncEngine) -> None:  # noqa: F811
     async with fresh.begin() as conn:
         await conn.run_sync(metadata.create_all)
     assert {t.name for t in metadata.sorted_tables} <= await table_names(fresh)

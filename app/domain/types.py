@@ -58,17 +58,19 @@ class _PostgresEnum(postgresql.ENUM):
     dialects have no ``CREATE TYPE`` (``metadata.create_all`` on MySQL would fail).
     """
 
-    def _on_table_create(self, target: Any, bind: Any, **kw: Any) -> None:
+    def _on_table_create(self, target: Any, bind: Any, checkfirst: Any = False, **kw: Any) -> None:
         if bind.dialect.name == "postgresql":
-            super()._on_table_create(target, bind, **kw)
+            super()._on_table_create(target, bind, checkfirst=checkfirst, **kw)
 
-    def _on_metadata_create(self, target: Any, bind: Any, **kw: Any) -> None:
+    def _on_metadata_create(
+        self, target: Any, bind: Any, checkfirst: Any = False, **kw: Any
+    ) -> None:
         if bind.dialect.name == "postgresql":
-            super()._on_metadata_create(target, bind, **kw)
+            super()._on_metadata_create(target, bind, checkfirst=checkfirst, **kw)
 
-    def _on_metadata_drop(self, target: Any, bind: Any, **kw: Any) -> None:
+    def _on_metadata_drop(self, target: Any, bind: Any, checkfirst: Any = False, **kw: Any) -> None:
         if bind.dialect.name == "postgresql":
-            super()._on_metadata_drop(target, bind, **kw)
+            super()._on_metadata_drop(target, bind, checkfirst=checkfirst, **kw)
 
 
 def enum_type(enum_cls: type[enum.Enum], name: str, length: int = 16) -> sa.types.TypeEngine[Any]:
@@ -100,7 +102,7 @@ def keyed_text(mysql_length: int) -> sa.types.TypeEngine[str]:
     return sa.Text().with_variant(sa.String(mysql_length), "mysql", "mariadb")
 
 
-def mysql_prefix(*columns: str, length: int = 191) -> dict[str, dict[str, int]]:
+def mysql_prefix(*columns: str, length: int = 191) -> dict[str, Any]:
     """Index kwargs giving MySQL the prefix length it needs to index TEXT columns."""
     return {"mysql_length": dict.fromkeys(columns, length)}
 

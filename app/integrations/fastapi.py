@@ -64,7 +64,8 @@ def get_data_layer(request: Request) -> DataLayer:
     layer = getattr(request.app.state, "data_layer", None)
     if layer is None:
         raise RuntimeError("no DataLayer on app.state: use FastAPI(lifespan=data_layer_lifespan())")
-    return layer  # type: ignore[no-any-return]
+    assert isinstance(layer, DataLayer)
+    return layer
 
 
 async def get_uow(

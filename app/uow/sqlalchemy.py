@@ -83,7 +83,7 @@ class SqlAlchemyUnitOfWork:
         options: dict[str, Any] = {}
         if self.isolation_level:
             options["isolation_level"] = self.isolation_level
-        if self.read_only and self._session.bind.dialect.name == "postgresql":
+        if self.read_only and self._session.get_bind().dialect.name == "postgresql":
             options["postgresql_readonly"] = True
         if options:
             with translate_errors("opening the transaction"):
