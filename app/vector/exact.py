@@ -14,6 +14,7 @@ import asyncio
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -214,31 +215,36 @@ class ExactVectorIndex(SqlVectorIndex):
             where = None
             if filters or embedding_model is not None:
                 where = self.filter_clause(collection, filters, embedding_model)
-            for attempt in range(2):
-                matrix = await self._matrix(session, collection, dimension, reload=attempt > 0)
-                hits = await self._search(
-                    session, collection, dimension, matrix, query_vector, k, where
-                )
-                if hits is not None:
-                    return hits
-        raise DataLayerError(f"the vectors of {table} kept changing during the search; retry")
+            search = partial(self._search, session, collection, dimension, query_vector, k, where)
+            hits = await search(await self._matrix(session, collection, dimension))
+            if hits is None:  # stale: read the vectors again, as this transaction sees them
+                fresh = await self._matrix(session, collection, dimension, reload=True)
+                hits = await search(fresh, strict=False)
+            assert hits is not None
+            return hits
 
     async def _search(
         self,
         session: AsyncSession,
         collection: str,
         dimension: int,
-        matrix: _Matrix,
         query_vector: np.ndarray,
         k: int,
         where: Any,
+        matrix: _Matrix,
+        *,
+        strict: bool = True,
     ) -> list[VectorHit] | None:
-        """Top-k from the matrix, read back from the rows; None when the matrix proved stale."""
+        """Top-k from the matrix, read back from the rows; None when the matrix proved stale.
+
+        Not ``strict`` (a matrix just read in this transaction), rows that a concurrent commit
+        removed meanwhile are dropped from the answer instead.
+        """
         positions = np.arange(len(matrix.ids))
         if where is not None:
             allowed = await self._matching_ids(session, collection, dimension, where)
             positions = positions[np.isin(matrix.ids, allowed, assume_unique=True)]
-            if len(positions) < len(allowed):
+            if strict and len(positions) < len(allowed):
                 return None  # rows with vectors the matrix lacks
         if len(positions) == 0:
             return []
@@ -250,9 +256,9 @@ class ExactVectorIndex(SqlVectorIndex):
             for rid, score in zip(matrix.ids[positions[best]], scores[best], strict=True)
         }
         rows = await self._rows(session, collection, dimension, list(best_scores))
-        if len(rows) < len(best_scores):
+        if strict and len(rows) < len(best_scores):
             return None  # a row was deleted (or its vector cleared) behind the matrix
-        return [self.hit(rows[rid], score) for rid, score in best_scores.items()]
+        return [self.hit(rows[rid], score) for rid, score in best_scores.items() if rid in rows]
 
     async def _matching_ids(
         self, session: AsyncSession, collection: str, dimension: int, where: Any
