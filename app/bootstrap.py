@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from app.crypto import CredentialCipher
     from app.domain import Source
     from app.ingest import IngestReport, Item
+    from app.vector.outbox import DrainReport
     from app.vector.port import SearchHit
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,17 @@ class DataLayer:
         redetect = getattr(self.vector_index, "reset", None)  # the schema may offer pgvector now
         if redetect is not None:
             redetect()
+        await self.start()
+
+    async def start(self) -> DrainReport:
+        """Start-up work: replay vector writes a previous run committed but could not apply.
+
+        Called by ``migrate()`` and the FastAPI lifespan; a store that is still down leaves the
+        operations pending (``archon-db vectors sync`` replays them later).
+        """
+        from app.vector.outbox import replay_pending
+
+        return await replay_pending(self)
 
     async def search(
         self,

@@ -261,3 +261,21 @@ async def test_the_status_command_lists_pending_operations(
     assert status.exit_code == 0, status.output
     assert "chroma" in status.output and "crawled_pages" in status.output
     assert "upsert" in status.output  # the pending operations, not yet synced
+
+
+async def test_the_next_start_replays_what_a_stopped_store_missed(
+    server_layer: DataLayer, server: ChromaServer, make_layer: LayerFactory
+) -> None:
+    server.stop()
+    ids = await write_pages(server_layer, 5)
+    assert len(await outbox_rows(server_layer)) == 5
+    server.start()
+
+    restarted = await make_layer(chroma_url=_credentialed(server), vector_database="chroma")
+    report = await restarted.start()
+
+    assert report.applied == 5 and report.failed == 0
+    assert await outbox_rows(restarted) == []
+    assert await restarted.vector_index.count(COLLECTION) == 5
+    hits = await restarted.vector_index.query(COLLECTION, list(VECTORS[2]), k=1)
+    assert hits[0].id == ids[2]

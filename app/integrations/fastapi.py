@@ -49,7 +49,9 @@ def data_layer_lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         layer = bootstrap(settings)
         if migrate:
-            await layer.migrate()
+            await layer.migrate()  # replays the vector outbox too
+        else:
+            await layer.start()
         app.state.data_layer = layer
         try:
             yield
