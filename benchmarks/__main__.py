@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
-from benchmarks.context import SCENARIOS, Bench, Options
+from benchmarks.context import DEFAULT_SCENARIOS, SCENARIOS, Bench, Options
 from benchmarks.report import Result, render, write_json
 from benchmarks.servers import BACKENDS, TargetUnavailable, open_target
 
@@ -49,6 +49,9 @@ async def run_backend(bench: Bench, backend: str, scenarios: list[str]) -> list[
         bench.say(f"{backend}: ready in {time.perf_counter() - started:.1f}s")
         if "ingest" in scenarios:
             results.append(await _guard(backend, "ingest", run_ingest(bench, target)))
+        if "ingest-fast" in scenarios and backend != "chroma":
+            fast = run_ingest(bench, target, fused=True)
+            results.append(await _guard(backend, "ingest-fast", fast))
         if "memory" in scenarios and backend in MEMORY_BACKENDS:
             results.append(await _guard(backend, "memory", run_memory(bench, target)))
         reads = [s for s in scenarios if s in READS]
@@ -88,15 +91,34 @@ async def run(bench: Bench, backends: list[str], scenarios: list[str]) -> list[R
 
 @app.command()
 def main(
-    rows: Annotated[int | None, typer.Option(help="chunks to ingest and to query over")] = None,
-    queries: Annotated[int | None, typer.Option(help="calls per latency measurement")] = None,
-    repeat: Annotated[int | None, typer.Option(help="runs per side; medians are reported")] = None,
-    batch: Annotated[int | None, typer.Option(help="chunks per ingest call")] = None,
+    rows: Annotated[
+        int | None, typer.Option(help=f"chunks to ingest and query over [{Options.rows}]")
+    ] = None,
+    chroma_rows: Annotated[
+        int | None, typer.Option(help=f"chunks to ingest into Chroma [{Options.chroma_rows}]")
+    ] = None,
+    queries: Annotated[
+        int | None, typer.Option(help=f"calls per latency measurement [{Options.queries}]")
+    ] = None,
+    repeat: Annotated[
+        int | None, typer.Option(help=f"runs per side, medians reported [{Options.repeat}]")
+    ] = None,
+    batch: Annotated[
+        int | None, typer.Option(help=f"chunks per ingest call [{Options.batch}]")
+    ] = None,
     backends: Annotated[str, typer.Option(help="comma-separated")] = ",".join(BACKENDS),
-    scenarios: Annotated[str, typer.Option(help="comma-separated")] = ",".join(SCENARIOS),
-    clients: Annotated[int | None, typer.Option(help="concurrent clients (tx)")] = None,
-    transactions: Annotated[int | None, typer.Option(help="transactions per client")] = None,
-    memory_rows: Annotated[int | None, typer.Option(help="chunks streamed (memory)")] = None,
+    scenarios: Annotated[
+        str, typer.Option(help=f"comma-separated, of: {', '.join(SCENARIOS)}")
+    ] = ",".join(DEFAULT_SCENARIOS),
+    clients: Annotated[
+        int | None, typer.Option(help=f"concurrent clients, tx [{Options.clients}]")
+    ] = None,
+    transactions: Annotated[
+        int | None, typer.Option(help=f"transactions per client [{Options.transactions}]")
+    ] = None,
+    memory_rows: Annotated[
+        int | None, typer.Option(help=f"chunks streamed, memory [{Options.memory_rows}]")
+    ] = None,
     small: Annotated[bool, typer.Option(help="tiny sizes, one repeat: a quick check")] = False,
     check: Annotated[bool, typer.Option(help="compare all data; exit 1 on a mismatch")] = False,
     keep_hnsw: Annotated[bool, typer.Option(help="ingest with the HNSW index in place")] = False,
@@ -105,8 +127,9 @@ def main(
 ) -> None:
     """Measure the layer and the raw drivers doing the same work on the same databases."""
     given = {
-        "rows": rows, "queries": queries, "repeat": repeat, "batch": batch, "clients": clients,
-        "transactions": transactions, "memory_rows": memory_rows,
+        "rows": rows, "chroma_rows": chroma_rows, "queries": queries, "repeat": repeat,
+        "batch": batch, "clients": clients, "transactions": transactions,
+        "memory_rows": memory_rows,
     }  # fmt: skip
     overrides: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     overrides.update(check=check, keep_hnsw=keep_hnsw, profile=profile)

@@ -34,6 +34,7 @@ class Result:
     raw_peak: int = 0
     notes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # --check mismatches and failures
+    peak_limit: int | None = None  # a goal on the layer's peak memory instead of a ratio
 
     @property
     def layer_value(self) -> float:
@@ -51,6 +52,8 @@ class Result:
 
     @property
     def meets_goal(self) -> bool | None:
+        if self.peak_limit is not None:
+            return self.layer_peak < self.peak_limit if self.layer_peak else None
         if self.goal is None or math.isnan(self.ratio):
             return None
         return self.ratio >= self.goal if self.higher_is_better else self.ratio <= self.goal
@@ -71,10 +74,12 @@ def _figure(value: float, unit: str) -> str:
 
 
 def _goal(result: Result) -> str:
+    verdict = {True: "[green]ok[/]", False: "[red]missed[/]", None: ""}[result.meets_goal]
+    if result.peak_limit is not None:
+        return f"peak < {result.peak_limit / MIB:,.0f} MiB {verdict}"
     if result.goal is None:
         return "-"
     sign = ">=" if result.higher_is_better else "<="
-    verdict = {True: "[green]ok[/]", False: "[red]missed[/]", None: ""}[result.meets_goal]
     return f"{sign} {result.goal:.2f} {verdict}"
 
 

@@ -1,7 +1,8 @@
 """Transactions per second: ``--clients`` concurrent clients, each running ``--transactions``
 times "insert a task, touch its project" (one project per client, so clients do not queue on
 one row lock). The layer: a Unit of Work per transaction, ``tasks.add`` + ``projects.update``;
-raw: one asyncpg connection per client, ``INSERT`` + ``UPDATE`` in ``conn.transaction()``."""
+raw: an asyncpg pool of ``--clients`` connections, ``INSERT`` + ``UPDATE`` in
+``conn.transaction()`` on a connection acquired per transaction."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ async def layer_client(layer: Any, project_id: uuid.UUID, client: int, count: in
 
 
 async def raw_client(raw: Any, project_id: uuid.UUID, client: int, count: int) -> None:
+    # Each transaction takes a connection from the pool and gives it back, as a UoW does.
     for n in range(count):
         await raw.task_transaction(project_id, f"task {client}.{n}")
 
@@ -35,8 +37,7 @@ async def run_transactions(bench: Bench, target: Target) -> Result:
     clients, each = options.clients, options.transactions
     total = clients * each
     result = Result(target.backend, f"tx: task + touch, {clients} clients", "tx/s", True, 0.80)
-    admin = await raw_side(target).open()
-    connections = [await raw_side(target).open() for _ in range(clients)]
+    admin = await raw_side(target, pool_size=clients).open()
     try:
         async with layer_for(target) as layer:
             # Warm up: the layer's pool grows to one connection per client before the clock.
@@ -49,10 +50,7 @@ async def run_transactions(bench: Bench, target: Target) -> Result:
                     if side == "layer":
                         work = [layer_client(layer, p, i, each) for i, p in enumerate(projects)]
                     else:
-                        work = [
-                            raw_client(conn, p, i, each)
-                            for i, (conn, p) in enumerate(zip(connections, projects, strict=True))
-                        ]
+                        work = [raw_client(admin, p, i, each) for i, p in enumerate(projects)]
                     run = await timed(lambda work=work: asyncio.gather(*work))  # type: ignore[misc]
                     tasks = await admin.count_tasks()
                     if tasks != total:
@@ -73,6 +71,5 @@ async def run_transactions(bench: Bench, target: Target) -> Result:
                     )
     finally:
         await admin.clear_tasks()
-        for conn in (admin, *connections):
-            await conn.close()
+        await admin.close()
     return result

@@ -31,7 +31,14 @@ def _backends() -> list[str]:
 
 def tiny() -> Options:
     return Options.small(
-        rows=240, queries=5, batch=120, clients=2, transactions=3, memory_rows=240, check=True
+        rows=240,
+        chroma_rows=240,
+        queries=5,
+        batch=120,
+        clients=2,
+        transactions=3,
+        memory_rows=240,
+        check=True,
     )
 
 
@@ -50,7 +57,7 @@ async def test_every_scenario_agrees_with_the_raw_driver(backend: str) -> None:
     assert results, "no scenario ran"
     for result in results:
         assert result.layer and result.raw, f"{result.scenario}: a side did not run"
-    expected = {"pg": 7, "mariadb": 3, "sqlite": 3, "chroma": 1}[backend]
+    expected = {"pg": 8, "mariadb": 4, "sqlite": 4, "chroma": 1}[backend]
     assert len(results) == expected
 
 

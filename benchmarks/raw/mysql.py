@@ -50,17 +50,27 @@ def naive(value: Any) -> Any:
 
 
 class RawMySQL:
-    """The raw side on MariaDB / MySQL: one aiomysql connection, autocommit for reads."""
+    """The raw side on MariaDB / MySQL: reads from an aiomysql pool (autocommit), bulk work on
+    one held connection."""
 
-    def __init__(self, args: dict[str, Any]) -> None:
+    def __init__(self, args: dict[str, Any], pool_size: int = 1) -> None:
         self.args = args
+        self.pool_size = pool_size
         self.conn: aiomysql.Connection | None = None
+        self.pool: aiomysql.Pool | None = None
 
     async def open(self) -> RawMySQL:
         self.conn = await aiomysql.connect(**self.args, autocommit=True)
+        self.pool = await aiomysql.create_pool(
+            **self.args, autocommit=True, minsize=self.pool_size, maxsize=self.pool_size
+        )
         return self
 
     async def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            await self.pool.wait_closed()
+            self.pool = None
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -129,14 +139,25 @@ class RawMySQL:
             summary = checksum(found)
         return Digest(int(rows), int(vectors), int(sources), summary)
 
-    async def get(self, row_id: int) -> Any:
-        async with self.c.cursor() as cursor:
-            await cursor.execute(f"SELECT {PAGE_COLUMNS} FROM {PAGES} WHERE id = %s", (row_id,))
+    async def get(self, row_id: int, *, held: bool = False) -> Any:
+        """One row by id: from the pool (``held``: on the held connection, the floor)."""
+        statement = f"SELECT {PAGE_COLUMNS} FROM {PAGES} WHERE id = %s"
+        if held:
+            return await self._get(self.c, statement, row_id)
+        assert self.pool is not None
+        async with self.pool.acquire() as conn:
+            return await self._get(conn, statement, row_id)
+
+    @staticmethod
+    async def _get(conn: aiomysql.Connection, statement: str, row_id: int) -> Any:
+        async with conn.cursor() as cursor:
+            await cursor.execute(statement, (row_id,))
             row = await cursor.fetchone()
         return _decoded(row) if row else None
 
     async def list_rows(self, source_id: str, limit: int) -> list[Any]:
-        async with self.c.cursor() as cursor:
+        assert self.pool is not None
+        async with self.pool.acquire() as conn, conn.cursor() as cursor:
             await cursor.execute(
                 f"SELECT {PAGE_COLUMNS} FROM {PAGES} WHERE source_id = %s ORDER BY id LIMIT %s",
                 (source_id, limit),

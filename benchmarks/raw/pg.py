@@ -74,9 +74,13 @@ ORDER BY f.score DESC, f.id LIMIT $2
 """
 
 
-async def connect(args: dict[str, Any]) -> asyncpg.Connection:
-    """A connection with the codecs the layer's connections have: pgvector binary, jsonb."""
-    conn = await asyncpg.connect(**args)
+# Per connection, once, as a hand-written client would set them (the layer sets them per query);
+# given at connect time they survive the pool's RESET ALL.
+SERVER_SETTINGS = {"hnsw.ef_search": str(EF_SEARCH), "hnsw.iterative_scan": "relaxed_order"}
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """The codecs the layer's connections have: pgvector's binary ``vector``, jsonb as JSON."""
     await register_vector(conn)
     await conn.set_type_codec(
         "jsonb",
@@ -85,28 +89,43 @@ async def connect(args: dict[str, Any]) -> asyncpg.Connection:
         schema="pg_catalog",
         format="binary",
     )
-    return conn
 
 
 class RawPostgres:
-    """The raw side on PostgreSQL: one asyncpg connection per client."""
+    """The raw side on PostgreSQL.
 
-    def __init__(self, args: dict[str, Any]) -> None:
+    Calls a service makes one at a time (reads, transactions) take a connection from an asyncpg
+    pool and give it back, as the layer's Unit of Work does with its engine's pool; bulk work and
+    the bookkeeping use one held connection.
+    """
+
+    def __init__(self, args: dict[str, Any], pool_size: int = 1) -> None:
         self.args = args
+        self.pool_size = pool_size
         self.conn: asyncpg.Connection | None = None
+        self.pool: asyncpg.Pool | None = None
 
     async def open(self) -> RawPostgres:
-        self.conn = await connect(self.args)
-        # Session-level, once: what a hand-written client would do (the layer sets them per query).
-        await self.conn.execute(
-            f"SET hnsw.ef_search = {EF_SEARCH}; SET hnsw.iterative_scan = relaxed_order"
+        args = {**self.args, "server_settings": SERVER_SETTINGS}
+        self.conn = await asyncpg.connect(**args)
+        await init_connection(self.conn)
+        self.pool = await asyncpg.create_pool(
+            **args, min_size=self.pool_size, max_size=self.pool_size, init=init_connection
         )
         return self
 
     async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
         if self.conn is not None:
             await self.conn.close()
             self.conn = None
+
+    @property
+    def p(self) -> asyncpg.Pool:
+        assert self.pool is not None, "open() first"
+        return self.pool
 
     @property
     def c(self) -> asyncpg.Connection:
@@ -194,24 +213,32 @@ class RawPostgres:
 
     # -- reads -------------------------------------------------------------------------------
 
-    async def get(self, row_id: int) -> asyncpg.Record | None:
-        return await self.c.fetchrow(f"SELECT {PAGE_COLUMNS} FROM {PAGES} WHERE id = $1", row_id)
+    async def get(self, row_id: int, *, held: bool = False) -> asyncpg.Record | None:
+        """One row by id: from the pool (``held``: on the held connection, the floor)."""
+        statement = f"SELECT {PAGE_COLUMNS} FROM {PAGES} WHERE id = $1"
+        return await (self.c if held else self.p).fetchrow(statement, row_id)
 
     async def list_rows(self, source_id: str, limit: int) -> list[asyncpg.Record]:
-        return await self.c.fetch(
+        return await self.p.fetch(
             f"SELECT {PAGE_COLUMNS} FROM {PAGES} WHERE source_id = $1 ORDER BY id LIMIT $2",
             source_id,
             limit,
         )
 
     async def nearest_ids(self, vector: np.ndarray, k: int) -> list[int]:
-        return [r["id"] for r in await self.c.fetch(_NEAREST, vector, k)]
+        return [r["id"] for r in await self.p.fetch(_NEAREST, vector, k)]
 
     async def vector(self, vector: np.ndarray, k: int) -> list[asyncpg.Record]:
-        return await self.c.fetch(_VECTOR_QUERY, vector, k)
+        return await self.p.fetch(_VECTOR_QUERY, vector, k)
 
     async def hybrid(self, vector: np.ndarray, text: str, k: int) -> list[asyncpg.Record]:
-        return await self.c.fetch(_HYBRID_QUERY, vector, k, text)
+        return await self.p.fetch(_HYBRID_QUERY, vector, k, text)
+
+    async def plan(self, vector: np.ndarray, k: int) -> str:
+        """How PostgreSQL runs the nearest-rows query: the HNSW index, or a full scan."""
+        rows = await self.c.fetch("EXPLAIN " + _NEAREST, vector, k)
+        text = "\n".join(r[0] for r in rows)
+        return "HNSW index scan" if "hnsw" in text.lower() else "sequential scan (planner's choice)"
 
     # -- transactions ------------------------------------------------------------------------
 
@@ -228,8 +255,8 @@ class RawPostgres:
     async def task_transaction(self, project_id: uuid.UUID, title: str) -> None:
         """Insert a task and touch its project, in one transaction."""
         now = utcnow()
-        async with self.c.transaction():
-            await self.c.execute(
+        async with self.p.acquire() as conn, conn.transaction():
+            await conn.execute(
                 "INSERT INTO archon_tasks (id, project_id, title, description, status, assignee, "
                 "task_order, priority, sources, code_examples, archived, created_at, updated_at) "
                 "VALUES ($1, $2, $3, '', 'todo', 'User', 0, 'medium', '[]', '[]', false, $4, $4)",
@@ -238,7 +265,7 @@ class RawPostgres:
                 title,
                 now,
             )
-            await self.c.execute(
+            await conn.execute(
                 "UPDATE archon_projects SET updated_at = $2 WHERE id = $1", project_id, now
             )
 

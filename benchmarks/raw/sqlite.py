@@ -48,7 +48,7 @@ def stored_time(value: Any) -> str:
 class RawSQLite:
     """The raw side on SQLite: one aiosqlite connection, autocommit for reads."""
 
-    def __init__(self, args: dict[str, Any]) -> None:
+    def __init__(self, args: dict[str, Any], pool_size: int = 1) -> None:
         self.path = args["database"]
         self.conn: aiosqlite.Connection | None = None
 
@@ -128,7 +128,8 @@ class RawSQLite:
             summary = checksum(found)
         return Digest(int(rows), int(vectors), int(sources), summary)
 
-    async def get(self, row_id: int) -> Any:
+    async def get(self, row_id: int, *, held: bool = True) -> Any:
+        """One row by id (SQLite has no pool: always the held connection)."""
         found = await self._all(f"SELECT {PAGE_COLUMNS} FROM {PAGES} WHERE id = ?", (row_id,))
         return _decoded(found[0]) if found else None
 

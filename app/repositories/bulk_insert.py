@@ -1,0 +1,201 @@
+"""Bulk inserts that carry columns the model does not map (the ``embedding_<dim>`` columns).
+
+A chunk and its vector belong in ONE row write. Inserting the rows and then updating each with its
+vector writes every row twice: a second heap tuple, every index entry again, PostgreSQL's stored
+generated ``content_search_vector`` computed again. ``insert_with_columns`` writes both at once,
+in the Unit of Work's transaction, and sets the generated ids on the entities as ``add_many`` does:
+
+- PostgreSQL + asyncpg: binary ``COPY`` through the session's own connection, whatever the batch
+  size. COPY returns no rows, so the ids are drawn from the primary key's sequence first (one
+  round trip per batch) and written explicitly. Values go through the same type processing as
+  an INSERT's (JSON to text, enums to their names, time zones); the extra columns' values go to
+  asyncpg as they are, so a ``vector`` column needs pgvector's codec on the connection (the
+  pgvector index registers it).
+- Elsewhere: multi-row ``INSERT ... RETURNING`` (SQLite 3.35+, MariaDB 10.5+), ids in parameter
+  order. Without RETURNING (MySQL 8), or on another PostgreSQL driver, ``UnsupportedFeatureError``:
+  insert, then update the vectors.
+
+Run it inside a savepoint (the repositories' ``_atomic``): a failed COPY aborts the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import InvalidInputError, UnsupportedFeatureError
+from app.repositories.bulk import MAX_PARAMETERS, MAX_ROWS, returns_ids
+from app.repositories.validation import ModelColumns
+
+_NEXT_IDS = "SELECT nextval(pg_get_serial_sequence($1, $2)) FROM generate_series(1, $3)"
+
+
+def can_copy(dialect: Dialect) -> bool:
+    """Whether ``insert_with_columns`` uses COPY on this dialect."""
+    return dialect.name == "postgresql" and dialect.driver == "asyncpg"
+
+
+def can_insert_with_columns(dialect: Dialect) -> bool:
+    """Whether rows with generated ids and extra columns can be written in one pass here."""
+    return can_copy(dialect) or (returns_ids(dialect) and dialect.name != "postgresql")
+
+
+async def insert_with_columns(
+    session: AsyncSession,
+    columns: ModelColumns,
+    items: Sequence[Any],
+    extra: Mapping[str, Sequence[Any]] | None = None,
+) -> Sequence[Any]:
+    """Insert ``items`` with ``extra[name][i]`` in column ``name`` of item ``i``'s row.
+
+    Returns ``items`` with generated primary keys set; the caller attaches them to the session
+    (``make_transient_to_detached`` + ``session.add``), as after ``bulk.insert_all``. The
+    entities must have been validated.
+    """
+    extra = dict(extra or {})
+    for name, values in extra.items():
+        if name in columns.attr_of:
+            raise InvalidInputError(f"{name} is a column of the model: set it on the entities")
+        if len(values) != len(items):
+            raise InvalidInputError(f"{len(values)} values for {name}, {len(items)} rows")
+    if not items:
+        return items
+    connection = await session.connection()
+    dialect = connection.dialect
+    if can_copy(dialect):
+        await _copy(session, columns, items, extra)
+    elif returns_ids(dialect) and dialect.name != "postgresql":
+        await _insert_returning(session, columns, items, extra)
+    else:
+        raise UnsupportedFeatureError(
+            f"{dialect.name} {dialect.server_version_info} has no INSERT ... RETURNING: "
+            "insert the rows, then update the extra columns"
+        )
+    return items
+
+
+# -- PostgreSQL: binary COPY -----------------------------------------------------------------
+
+
+async def _copy(
+    session: AsyncSession, columns: ModelColumns, items: Sequence[Any], extra: dict[str, Any]
+) -> None:
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    if not driver.is_in_transaction():
+        # SQLAlchemy begins lazily, at the first statement: COPY must not run in autocommit.
+        await connection.exec_driver_sql("SELECT 1")
+    pk_attr = columns.attr_of[columns.pk.name]
+    missing = [e for e in items if e.__dict__.get(pk_attr) is None]
+    keys = dict(zip(map(id, missing), await _next_ids(driver, columns, len(missing)), strict=True))
+    records = _records(columns, connection.dialect, items, keys, list(extra.values()))
+    await _driver_call(
+        driver.copy_records_to_table,
+        columns.table.name,
+        schema_name=columns.table.schema,
+        columns=[*columns.attr_of, *extra],
+        records=records,
+    )
+    for entity in missing:
+        setattr(entity, pk_attr, keys[id(entity)])
+
+
+def _records(
+    columns: ModelColumns,
+    dialect: Dialect,
+    items: Sequence[Any],
+    keys: dict[int, Any],
+    extras: list[Sequence[Any]],
+) -> list[tuple[Any, ...]]:
+    """One tuple per entity: its column values as the driver takes them, then the extras."""
+    names = list(columns.attr_of)
+    attrs = [columns.attr_of[name] for name in names]
+    # What an INSERT's compiled statement would apply (variants and TypeDecorators resolved for
+    # this dialect): JSON to text, enums to names, time zones.
+    processors = [columns.by_name[name].type._cached_bind_processor(dialect) for name in names]
+    pk_position = names.index(columns.pk.name)
+    records = []
+    for index, entity in enumerate(items):
+        state = entity.__dict__
+        values = [state.get(attr) for attr in attrs]
+        if values[pk_position] is None:
+            values[pk_position] = keys[id(entity)]
+        row = [
+            v if p is None or v is None else p(v) for v, p in zip(values, processors, strict=True)
+        ]
+        records.append((*row, *(column[index] for column in extras)))
+    return records
+
+
+async def _next_ids(driver: Any, columns: ModelColumns, count: int) -> list[Any]:
+    """``count`` values from the primary key's sequence, in one round trip."""
+    if not count:
+        return []
+    table, pk = columns.table, columns.pk
+    qualified = f"{table.schema}.{table.name}" if table.schema else table.name
+    rows = await _driver_call(driver.fetch, _NEXT_IDS, qualified, pk.name, count)
+    keys = [row[0] for row in rows]
+    if None in keys:
+        raise UnsupportedFeatureError(f"{qualified}.{pk.name} has no sequence to draw ids from")
+    return keys
+
+
+async def _driver_call(method: Any, *args: Any, **kwargs: Any) -> Any:
+    """Call asyncpg directly; its errors become SQLAlchemy's, so ``translate_errors`` sorts them."""
+    import asyncpg
+
+    try:
+        return await method(*args, **kwargs)
+    except asyncpg.IntegrityConstraintViolationError as exc:
+        raise sa_exc.IntegrityError("COPY", None, exc) from exc
+    except asyncpg.PostgresError as exc:
+        raise sa_exc.DBAPIError("COPY", None, exc) from exc
+    except asyncpg.InterfaceError as exc:
+        raise sa_exc.InterfaceError("COPY", None, exc) from exc
+
+
+# -- elsewhere: multi-row INSERT ... RETURNING ------------------------------------------------
+
+_WIDE: dict[tuple[str, tuple[str, ...]], sa.Table] = {}
+
+
+def _wide_table(table: sa.Table, extra: tuple[str, ...]) -> sa.Table:
+    """``table`` plus the ``extra`` columns (values passed through untyped), made once."""
+    key = (table.fullname, extra)
+    if key not in _WIDE:
+        wide = table.to_metadata(sa.MetaData())
+        for name in extra:
+            wide.append_column(sa.Column(name, sa.types.NullType()))
+        _WIDE[key] = wide
+    return _WIDE[key]
+
+
+async def _insert_returning(
+    session: AsyncSession, columns: ModelColumns, items: Sequence[Any], extra: dict[str, Any]
+) -> None:
+    wide = _wide_table(columns.table, tuple(extra))
+    pk, pk_attr = columns.pk, columns.attr_of[columns.pk.name]
+    width = len(columns.attr_of) + len(extra)
+    size = max(1, min(MAX_ROWS, MAX_PARAMETERS // width))
+    statement = sa.insert(wide).returning(wide.c[pk.name], sort_by_parameter_order=True)
+    for start in range(0, len(items), size):
+        chunk = items[start : start + size]
+        rows = []
+        for offset, entity in enumerate(chunk):
+            state = entity.__dict__
+            row = {name: state.get(attr) for name, attr in columns.attr_of.items()}
+            if row[pk.name] is None:
+                del row[pk.name]
+            row.update({name: values[start + offset] for name, values in extra.items()})
+            rows.append(row)
+        if len({frozenset(r) for r in rows}) > 1:  # one VALUES shape per statement
+            raise InvalidInputError("set the primary key on all entities of a batch or on none")
+        result = await session.execute(statement, rows)
+        for entity, key in zip(chunk, result.scalars(), strict=True):
+            setattr(entity, pk_attr, key)
