@@ -188,7 +188,8 @@ class SqlAlchemyRepository(Generic[T]):
                 yield
 
     async def _dialect(self) -> Dialect:
-        connection = await self.session.connection()
+        with translate_errors(f"connecting for {self._name}"):
+            connection = await self.session.connection()
         return connection.dialect
 
     # -- reads --------------------------------------------------------------------------------
