@@ -14,6 +14,7 @@ from app.domain.types import (
     MYSQL_TABLE_OPTIONS,
     BigIntId,
     JSONType,
+    LongText,
     TZDateTime,
     keyed_text,
     mysql_prefix,
@@ -58,11 +59,11 @@ class Source(ArchonModel, table=True):
     )
 
     source_id: str = Field(sa_column=sa.Column(keyed_text(255), primary_key=True))
-    source_url: str | None = Field(default=None, sa_type=sa.Text)
-    source_display_name: str | None = Field(default=None, sa_type=sa.Text)
-    summary: str | None = Field(default=None, sa_type=sa.Text)
+    source_url: str | None = Field(default=None, sa_type=LongText)
+    source_display_name: str | None = Field(default=None, sa_type=LongText)
+    summary: str | None = Field(default=None, sa_type=LongText)
     total_word_count: int | None = Field(default=0)
-    title: str | None = Field(default=None, sa_type=sa.Text)
+    title: str | None = Field(default=None, sa_type=LongText)
     metadata_: dict[str, Any] | None = _json()
     created_at: datetime = _created_at()
     updated_at: datetime = _created_at()
@@ -95,15 +96,15 @@ class CrawledPage(ArchonModel, table=True):
         sa_column=sa.Column(keyed_text(700).with_variant(sa.String(), "postgresql"), nullable=False)
     )
     chunk_number: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
-    content: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    content: str = Field(sa_column=sa.Column(LongText, nullable=False))
     metadata_: dict[str, Any] = _json(nullable=False)
     source_id: str = Field(
         sa_column=sa.Column(
             keyed_text(255), sa.ForeignKey(_SOURCE_FK, ondelete="CASCADE"), nullable=False
         )
     )
-    llm_chat_model: str | None = Field(default=None, sa_type=sa.Text)
-    embedding_model: str | None = Field(default=None, sa_type=sa.Text)
+    llm_chat_model: str | None = Field(default=None, sa_type=LongText)
+    embedding_model: str | None = Field(default=None, sa_type=LongText)
     embedding_dimension: int | None = Field(default=None)
     page_id: uuid.UUID | None = Field(
         default=None,
@@ -140,16 +141,16 @@ class CodeExample(ArchonModel, table=True):
         sa_column=sa.Column(keyed_text(700).with_variant(sa.String(), "postgresql"), nullable=False)
     )
     chunk_number: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
-    content: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    summary: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    content: str = Field(sa_column=sa.Column(LongText, nullable=False))
+    summary: str = Field(sa_column=sa.Column(LongText, nullable=False))
     metadata_: dict[str, Any] = _json(nullable=False)
     source_id: str = Field(
         sa_column=sa.Column(
             keyed_text(255), sa.ForeignKey(_SOURCE_FK, ondelete="CASCADE"), nullable=False
         )
     )
-    llm_chat_model: str | None = Field(default=None, sa_type=sa.Text)
-    embedding_model: str | None = Field(default=None, sa_type=sa.Text)
+    llm_chat_model: str | None = Field(default=None, sa_type=LongText)
+    embedding_model: str | None = Field(default=None, sa_type=LongText)
     embedding_dimension: int | None = Field(default=None)
     created_at: datetime = _created_at()
 
@@ -176,8 +177,8 @@ class PageMetadata(ArchonModel, table=True):
         )
     )
     url: str = Field(sa_column=sa.Column(keyed_text(700), nullable=False))
-    full_content: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    section_title: str | None = Field(default=None, sa_type=sa.Text)
+    full_content: str = Field(sa_column=sa.Column(LongText, nullable=False))
+    section_title: str | None = Field(default=None, sa_type=LongText)
     section_order: int | None = Field(default=0)
     word_count: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
     char_count: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))

@@ -15,6 +15,7 @@ from app.domain.enums import TaskPriority, TaskStatus
 from app.domain.types import (
     MYSQL_TABLE_OPTIONS,
     JSONType,
+    LongText,
     TZDateTime,
     enum_type,
     keyed_text,
@@ -44,12 +45,12 @@ class Project(ArchonModel, table=True):
     __table_args__ = (MYSQL_TABLE_OPTIONS,)
 
     id: uuid.UUID = _uuid_pk()
-    title: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    description: str | None = Field(default="", sa_type=sa.Text)
+    title: str = Field(sa_column=sa.Column(LongText, nullable=False))
+    description: str | None = Field(default="", sa_type=LongText)
     docs: list[Any] | None = _json_list()
     features: list[Any] | None = _json_list()
     data: list[Any] | None = _json_list()
-    github_repo: str | None = Field(default=None, sa_type=sa.Text)
+    github_repo: str | None = Field(default=None, sa_type=LongText)
     pinned: bool | None = Field(default=False)
     created_at: datetime | None = _timestamp()
     updated_at: datetime | None = _timestamp()
@@ -80,23 +81,23 @@ class Task(ArchonModel, table=True):
         default=None,
         sa_column=sa.Column(sa.Uuid, sa.ForeignKey("archon_tasks.id", ondelete="CASCADE")),
     )
-    title: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    description: str | None = Field(default="", sa_type=sa.Text)
+    title: str = Field(sa_column=sa.Column(LongText, nullable=False))
+    description: str | None = Field(default="", sa_type=LongText)
     status: TaskStatus | None = Field(
         default=TaskStatus.TODO, sa_type=enum_type(TaskStatus, "task_status")
     )
-    assignee: str | None = Field(default="User", sa_type=sa.Text)
+    assignee: str | None = Field(default="User", sa_type=LongText)
     task_order: int | None = Field(default=0)
     priority: TaskPriority = Field(
         default=TaskPriority.MEDIUM,
         sa_column=sa.Column(enum_type(TaskPriority, "task_priority"), nullable=False),
     )
-    feature: str | None = Field(default=None, sa_type=sa.Text)
+    feature: str | None = Field(default=None, sa_type=LongText)
     sources: list[Any] | None = _json_list()
     code_examples: list[Any] | None = _json_list()
     archived: bool | None = Field(default=False)
     archived_at: datetime | None = Field(default=None, sa_type=TZDateTime)
-    archived_by: str | None = Field(default=None, sa_type=sa.Text)
+    archived_by: str | None = Field(default=None, sa_type=LongText)
     created_at: datetime | None = _timestamp()
     updated_at: datetime | None = _timestamp()
 
@@ -120,8 +121,8 @@ class ProjectSource(ArchonModel, table=True):
     # No foreign key, as in Archon: a link may outlive its source.
     source_id: str = Field(sa_column=sa.Column(keyed_text(255), nullable=False))
     linked_at: datetime | None = _timestamp()
-    created_by: str | None = Field(default="system", sa_type=sa.Text)
-    notes: str | None = Field(default=None, sa_type=sa.Text)
+    created_by: str | None = Field(default="system", sa_type=LongText)
+    notes: str | None = Field(default=None, sa_type=LongText)
 
 
 class DocumentVersion(ArchonModel, table=True):
@@ -162,8 +163,8 @@ class DocumentVersion(ArchonModel, table=True):
     field_name: str = Field(sa_column=sa.Column(keyed_text(64), nullable=False))
     version_number: int = Field(sa_column=sa.Column(sa.Integer, nullable=False))
     content: Any = Field(sa_column=sa.Column(JSONType, nullable=False))
-    change_summary: str | None = Field(default=None, sa_type=sa.Text)
-    change_type: str | None = Field(default="update", sa_type=sa.Text)
-    document_id: str | None = Field(default=None, sa_type=sa.Text)
-    created_by: str | None = Field(default="system", sa_type=sa.Text)
+    change_summary: str | None = Field(default=None, sa_type=LongText)
+    change_type: str | None = Field(default="update", sa_type=LongText)
+    document_id: str | None = Field(default=None, sa_type=LongText)
+    created_by: str | None = Field(default="system", sa_type=LongText)
     created_at: datetime | None = _timestamp()

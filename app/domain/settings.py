@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Field
 
 from app.domain.base import ArchonModel
-from app.domain.types import MYSQL_TABLE_OPTIONS, TZDateTime, keyed_text, utcnow
+from app.domain.types import MYSQL_TABLE_OPTIONS, LongText, TZDateTime, keyed_text, utcnow
 
 
 def _uuid_pk() -> Any:
@@ -30,11 +30,11 @@ class Setting(ArchonModel, table=True):
 
     id: uuid.UUID = _uuid_pk()
     key: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
-    value: str | None = Field(default=None, sa_type=sa.Text)
-    encrypted_value: str | None = Field(default=None, sa_type=sa.Text)
+    value: str | None = Field(default=None, sa_type=LongText)
+    encrypted_value: str | None = Field(default=None, sa_type=LongText)
     is_encrypted: bool | None = Field(default=False)
     category: str | None = Field(default=None, sa_type=sa.String(100))
-    description: str | None = Field(default=None, sa_type=sa.Text)
+    description: str | None = Field(default=None, sa_type=LongText)
     created_at: datetime | None = Field(default_factory=utcnow, sa_type=TZDateTime)
     updated_at: datetime | None = Field(default_factory=utcnow, sa_type=TZDateTime)
 
@@ -51,8 +51,8 @@ class Prompt(ArchonModel, table=True):
 
     id: uuid.UUID = _uuid_pk()
     prompt_name: str = Field(sa_column=sa.Column(keyed_text(255), nullable=False))
-    prompt: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    description: str | None = Field(default=None, sa_type=sa.Text)
+    prompt: str = Field(sa_column=sa.Column(LongText, nullable=False))
+    description: str | None = Field(default=None, sa_type=LongText)
     created_at: datetime | None = Field(default_factory=utcnow, sa_type=TZDateTime)
     updated_at: datetime | None = Field(default_factory=utcnow, sa_type=TZDateTime)
 

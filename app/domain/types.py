@@ -14,6 +14,9 @@ from sqlalchemy.types import TypeDecorator
 # JSONB on PostgreSQL (Archon's type, GIN-indexable, supports @>), JSON elsewhere.
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
+# TEXT, except on MySQL/MariaDB where TEXT stops at 64 KB and a crawled page can be larger.
+LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
 # Archon's bigserial ids; SQLite only autoincrements an INTEGER PRIMARY KEY.
 BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
