@@ -105,19 +105,23 @@ def _equal(actual: Any, expected: Any) -> bool:
     return bool(actual == expected)
 
 
-def json_contains(container: Any, contained: Any) -> bool:
-    """PostgreSQL ``@>`` semantics: objects by subset, arrays by membership, scalars by equality."""
+def json_contains(container: Any, contained: Any, *, top: bool = True) -> bool:
+    """PostgreSQL ``@>``: objects by subset, arrays by membership, scalars by equality.
+
+    As in PostgreSQL, an array contains a bare scalar only at the top level:
+    ``["a"] @> "a"`` holds, ``{"k": ["a"]} @> {"k": "a"}`` does not.
+    """
     if isinstance(contained, Mapping):
         return isinstance(container, Mapping) and all(
-            key in container and json_contains(container[key], value)
+            key in container and json_contains(container[key], value, top=False)
             for key, value in contained.items()
         )
     if isinstance(contained, list):
         return isinstance(container, list) and all(
-            any(json_contains(item, want) for item in container) for want in contained
+            any(json_contains(item, want, top=False) for item in container) for want in contained
         )
-    if isinstance(container, list):  # an array contains a bare scalar
-        return any(
+    if isinstance(container, list):
+        return top and any(
             not isinstance(item, list | Mapping) and _equal(item, contained) for item in container
         )
     return _equal(container, contained)
