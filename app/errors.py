@@ -89,6 +89,26 @@ def classify(error: sa_exc.DBAPIError) -> type[DataLayerError]:
     return DataLayerError
 
 
+def _savepoint_lost(error: sa_exc.DBAPIError) -> bool:
+    return _mysql_errno(error.orig) == 1305 or _sqlstate(error.orig) == "3B001"
+
+
+def _first_cause(error: sa_exc.DBAPIError) -> sa_exc.DBAPIError:
+    """The error that started it all when a savepoint rollback failed on top of it.
+
+    After a deadlock MySQL has rolled back the whole transaction, so rolling back to a savepoint
+    fails too; the deadlock, not the missing savepoint, is what the caller must see (and retry).
+    """
+    if not _savepoint_lost(error):
+        return error
+    cause: BaseException | None = error.__context__
+    while cause is not None:
+        if isinstance(cause, sa_exc.DBAPIError) and not _savepoint_lost(cause):
+            return cause
+        cause = cause.__context__
+    return error
+
+
 _ADVICE = {
     ConflictError: "a row with the same key exists, or a referenced row is missing",
     RetryableError: "the transaction lost a race; run it again (UnitOfWork.run_in_transaction)",
@@ -105,7 +125,8 @@ def translate_errors(action: str = "database operation") -> Iterator[None]:
         yield
     except DataLayerError:
         raise
-    except sa_exc.DBAPIError as exc:
+    except sa_exc.DBAPIError as raised:
+        exc = _first_cause(raised)
         kind = classify(exc)
         detail = scrub(str(exc.orig)).strip().splitlines()[0] if exc.orig else ""
         raise kind(f"{action} failed: {_ADVICE[kind]} ({detail})") from exc

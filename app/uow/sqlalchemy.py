@@ -135,17 +135,8 @@ class SqlAlchemyUnitOfWork:
     async def savepoint(self) -> AsyncIterator[None]:
         """Nested work: an exception inside rolls back only what was done inside."""
         with translate_errors("savepoint"):
-            nested = await self.session.begin_nested()
-        try:
-            yield
-        except BaseException:
-            if nested.is_active:
-                await nested.rollback()
-            raise
-        else:
-            if nested.is_active:
-                with translate_errors("releasing the savepoint"):
-                    await nested.commit()
+            async with self.session.begin_nested():
+                yield
 
     def after_commit(self, hook: AfterCommit) -> None:
         """Run ``hook`` once this transaction has committed (never after a rollback)."""
