@@ -8,58 +8,30 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import migrations
-from app.config import Settings, mask_url
+from app.cli.session import Url, fail, out, settings_for
+from app.config import mask_url
 from app.engines import create_engine_for
 from app.errors import DataLayerError
 from app.migrations import AdoptReport, Severity
 
 EXIT_DIFFERENT = 1
-EXIT_ERROR = 2
 T = TypeVar("T")
 
 app = typer.Typer(
     help="Schema migrations (Alembic) and adopting an existing Archon database.",
     no_args_is_help=True,
 )
-out = Console()
-err = Console(stderr=True)
-
-Url = Annotated[
-    str | None,
-    typer.Option(
-        "--url",
-        help="Database URL; default: DATABASE_URL (or MYSQL_*) from the environment.",
-        show_default=False,
-    ),
-]
-
-
-def _fail(message: str) -> NoReturn:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(EXIT_ERROR)
-
-
-def _settings(url: str | None) -> Settings:
-    try:
-        return Settings(database_url=url) if url else Settings()
-    except ValidationError as exc:
-        # Only the messages: pydantic's full text would echo the input, password included.
-        _fail("; ".join(str(e["msg"]) for e in exc.errors()))
-
-
 def _run(url: str | None, work: Callable[[AsyncEngine], Awaitable[T]]) -> tuple[str, T]:
     """Run ``work`` on a short-lived engine; the masked URL and the result."""
-    settings = _settings(url)
+    settings = settings_for(url)
     database_url = settings.database_url or ""
 
     async def main() -> T:
@@ -72,9 +44,9 @@ def _run(url: str | None, work: Callable[[AsyncEngine], Awaitable[T]]) -> tuple[
     try:
         return mask_url(database_url), asyncio.run(main())
     except DataLayerError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except sa_exc.ArgumentError as exc:  # unknown dialect or driver not installed
-        _fail(f"{mask_url(database_url)}: {exc}")
+        fail(f"{mask_url(database_url)}: {exc}")
 
 
 @app.command()
