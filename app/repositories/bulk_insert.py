@@ -11,9 +11,9 @@ in the Unit of Work's transaction, and sets the generated ids on the entities as
   an INSERT's (JSON to text, enums to their names, time zones); the extra columns' values go to
   asyncpg as they are, so a ``vector`` column needs pgvector's codec on the connection (the
   pgvector index registers it).
-- Elsewhere: multi-row ``INSERT ... RETURNING`` (SQLite 3.35+, MariaDB 10.5+), ids in parameter
-  order. Without RETURNING (MySQL 8), or on another PostgreSQL driver, ``UnsupportedFeatureError``:
-  insert, then update the vectors.
+- Elsewhere: multi-row ``INSERT ... RETURNING`` (SQLite 3.35+, MariaDB 10.5+), ids mapped back
+  in parameter order. Without RETURNING (MySQL 8), or on another PostgreSQL driver,
+  ``UnsupportedFeatureError``: insert, then update the vectors.
 
 Run it inside a savepoint (the repositories' ``_atomic``): a failed COPY aborts the transaction.
 """
@@ -69,6 +69,8 @@ async def insert_with_columns(
     dialect = connection.dialect
     if can_copy(dialect):
         await _copy(session, columns, items, extra)
+    elif dialect.name == "sqlite" and returns_ids(dialect):
+        await _insert_sqlite(session, columns, items, extra)
     elif returns_ids(dialect) and dialect.name != "postgresql":
         await _insert_returning(session, columns, items, extra)
     else:
@@ -94,7 +96,8 @@ async def _copy(
     pk_attr = columns.attr_of[columns.pk.name]
     missing = [e for e in items if e.__dict__.get(pk_attr) is None]
     keys = dict(zip(map(id, missing), await _next_ids(driver, columns, len(missing)), strict=True))
-    records = _records(columns, connection.dialect, items, keys, list(extra.values()))
+    names = list(columns.attr_of)
+    records = _records(columns, connection.dialect, names, items, keys, list(extra.values()))
     await _driver_call(
         driver.copy_records_to_table,
         columns.table.name,
@@ -109,22 +112,22 @@ async def _copy(
 def _records(
     columns: ModelColumns,
     dialect: Dialect,
+    names: list[str],
     items: Sequence[Any],
     keys: dict[int, Any],
     extras: list[Sequence[Any]],
 ) -> list[tuple[Any, ...]]:
-    """One tuple per entity: its column values as the driver takes them, then the extras."""
-    names = list(columns.attr_of)
+    """Per entity: the ``names`` columns' values as the driver takes them, then the extras."""
     attrs = [columns.attr_of[name] for name in names]
     # What an INSERT's compiled statement would apply (variants and TypeDecorators resolved for
     # this dialect): JSON to text, enums to names, time zones.
     processors = [columns.by_name[name].type._cached_bind_processor(dialect) for name in names]
-    pk_position = names.index(columns.pk.name)
+    pk_position = names.index(columns.pk.name) if columns.pk.name in names else None
     records = []
     for index, entity in enumerate(items):
         state = entity.__dict__
         values = [state.get(attr) for attr in attrs]
-        if values[pk_position] is None:
+        if pk_position is not None and values[pk_position] is None:
             values[pk_position] = keys[id(entity)]
         row = [
             v if p is None or v is None else p(v) for v, p in zip(values, processors, strict=True)
@@ -160,7 +163,47 @@ async def _driver_call(method: Any, *args: Any, **kwargs: Any) -> Any:
         raise sa_exc.InterfaceError("COPY", None, exc) from exc
 
 
-# -- elsewhere: multi-row INSERT ... RETURNING ------------------------------------------------
+# -- SQLite: multi-row INSERT ... RETURNING, ids sorted ----------------------------------------
+
+
+async def _insert_sqlite(
+    session: AsyncSession, columns: ModelColumns, items: Sequence[Any], extra: dict[str, Any]
+) -> None:
+    """One multi-row INSERT per batch of rows.
+
+    SQLAlchemy's ``sort_by_parameter_order`` sends one INSERT per row on SQLite: its RETURNING
+    order is not guaranteed. The ids are, though: the rows of one INSERT get ascending rowids in
+    VALUES order (the database has one writer at a time), so sorting what RETURNING gives maps
+    them back.
+    """
+    connection = await session.connection()
+    dialect = connection.dialect
+    pk, pk_attr = columns.pk, columns.attr_of[columns.pk.name]
+    given = {e.__dict__.get(pk_attr) is not None for e in items}
+    if len(given) > 1:
+        raise InvalidInputError("set the primary key on all entities of a batch or on none")
+    names = [n for n in columns.attr_of if n != pk.name or given == {True}]
+    records = _records(columns, dialect, names, items, {}, list(extra.values()))
+    quote = dialect.identifier_preparer.quote
+    width = len(names) + len(extra)
+    head = (
+        f"INSERT INTO {quote(columns.table.name)} "
+        f"({', '.join(quote(n) for n in [*names, *extra])}) VALUES "
+    )
+    one = f"({', '.join(['?'] * width)})"
+    size = max(1, min(MAX_ROWS, MAX_PARAMETERS // width))
+    for start in range(0, len(records), size):
+        chunk = records[start : start + size]
+        statement = head + ", ".join([one] * len(chunk)) + f" RETURNING {quote(pk.name)}"
+        params = tuple(value for record in chunk for value in record)
+        result = await connection.exec_driver_sql(statement, params)
+        if given == {False}:
+            keys = sorted(row[0] for row in result)
+            for entity, key in zip(items[start : start + size], keys, strict=True):
+                setattr(entity, pk_attr, key)
+
+
+# -- MariaDB: multi-row INSERT ... RETURNING ---------------------------------------------------
 
 _WIDE: dict[tuple[str, tuple[str, ...]], sa.Table] = {}
 
