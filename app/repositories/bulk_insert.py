@@ -206,6 +206,19 @@ async def _insert_sqlite(
 # -- MariaDB: multi-row INSERT ... RETURNING ---------------------------------------------------
 
 _WIDE: dict[tuple[str, tuple[str, ...]], sa.Table] = {}
+# MySQL's client inlines the values into the statement text, which must fit max_allowed_packet
+# (16 MiB by default on MariaDB, 64 MiB on MySQL 8): stay well below.
+STATEMENT_BYTES = 4 * 1024 * 1024
+
+
+def _rows_per_packet(items: Sequence[Any], extra: dict[str, Any]) -> int:
+    """Rows per statement so that one statement's text stays under ``STATEMENT_BYTES``."""
+    if not items:
+        return MAX_ROWS
+    sample = [*items[0].__dict__.values(), *(values[0] for values in extra.values())]
+    # Binary and text may double when escaped; every value costs a separator and quotes.
+    size = sum(2 * len(v) for v in sample if isinstance(v, str | bytes)) + 8 * len(sample)
+    return max(1, STATEMENT_BYTES // max(size, 1))
 
 
 def _wide_table(table: sa.Table, extra: tuple[str, ...]) -> sa.Table:
@@ -225,8 +238,12 @@ async def _insert_returning(
     wide = _wide_table(columns.table, tuple(extra))
     pk, pk_attr = columns.pk, columns.attr_of[columns.pk.name]
     width = len(columns.attr_of) + len(extra)
-    size = max(1, min(MAX_ROWS, MAX_PARAMETERS // width))
-    statement = sa.insert(wide).returning(wide.c[pk.name], sort_by_parameter_order=True)
+    size = max(1, min(MAX_ROWS, MAX_PARAMETERS // width, _rows_per_packet(items, extra)))
+    statement = (
+        sa.insert(wide)
+        .returning(wide.c[pk.name], sort_by_parameter_order=True)
+        .execution_options(insertmanyvalues_page_size=size)
+    )
     for start in range(0, len(items), size):
         chunk = items[start : start + size]
         rows = []
