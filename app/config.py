@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///archon.db"
@@ -91,7 +91,8 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=5, ge=1, le=1000)
     database_pool_timeout: float = Field(default=30.0, gt=0)
     database_pool_recycle: int = Field(default=1800, ge=-1)
-    database_read_urls: list[str] = Field(default_factory=list)
+    # NoDecode: the environment gives a comma-separated list, not JSON.
+    database_read_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     enable_read_replicas: bool = False
     vector_database: VectorBackend | None = None
     chroma_path: str | None = None
