@@ -18,13 +18,15 @@ from app.domain.types import (
     TZDateTime,
     keyed_text,
     mysql_prefix,
+    new_dict,
+    new_uuid,
     utcnow,
 )
 
 _SOURCE_FK = "archon_sources.source_id"
 
 
-def _json(default: Any = dict, nullable: bool = True) -> Any:
+def _json(default: Any = new_dict, nullable: bool = True) -> Any:
     return Field(
         default_factory=default, sa_column=sa.Column("metadata", JSONType, nullable=nullable)
     )
@@ -166,9 +168,7 @@ class PageMetadata(ArchonModel, table=True):
         MYSQL_TABLE_OPTIONS,
     )
 
-    id: uuid.UUID = Field(
-        default_factory=uuid.uuid4, sa_column=sa.Column(sa.Uuid, primary_key=True)
-    )
+    id: uuid.UUID = Field(default_factory=new_uuid, sa_column=sa.Column(sa.Uuid, primary_key=True))
     source_id: str = Field(
         sa_column=sa.Column(
             keyed_text(255),

@@ -20,6 +20,8 @@ from app.domain.types import (
     enum_type,
     keyed_text,
     mysql_prefix,
+    new_list,
+    new_uuid,
     utcnow,
 )
 
@@ -27,11 +29,11 @@ _PROJECT_FK = "archon_projects.id"
 
 
 def _uuid_pk() -> Any:
-    return Field(default_factory=uuid.uuid4, sa_column=sa.Column(sa.Uuid, primary_key=True))
+    return Field(default_factory=new_uuid, sa_column=sa.Column(sa.Uuid, primary_key=True))
 
 
 def _json_list() -> Any:
-    return Field(default_factory=list, sa_type=JSONType)
+    return Field(default_factory=new_list, sa_type=JSONType)
 
 
 def _timestamp() -> Any:

@@ -10,11 +10,18 @@ import sqlalchemy as sa
 from sqlmodel import Field
 
 from app.domain.base import ArchonModel
-from app.domain.types import MYSQL_TABLE_OPTIONS, LongText, TZDateTime, keyed_text, utcnow
+from app.domain.types import (
+    MYSQL_TABLE_OPTIONS,
+    LongText,
+    TZDateTime,
+    keyed_text,
+    new_uuid,
+    utcnow,
+)
 
 
 def _uuid_pk() -> Any:
-    return Field(default_factory=uuid.uuid4, sa_column=sa.Column(sa.Uuid, primary_key=True))
+    return Field(default_factory=new_uuid, sa_column=sa.Column(sa.Uuid, primary_key=True))
 
 
 class Setting(ArchonModel, table=True):
