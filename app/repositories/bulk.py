@@ -6,7 +6,7 @@ PostgreSQL and SQLite, ``INSERT ... ON DUPLICATE KEY UPDATE`` on MySQL/MariaDB.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -22,6 +22,9 @@ from app.repositories.validation import ModelColumns
 # Bound parameters per statement stay below every driver's limit (asyncpg and SQLite: 32767).
 MAX_PARAMETERS = 30_000
 MAX_ROWS = 1_000
+# MySQL's client inlines the values into the statement text, which must fit max_allowed_packet
+# (16 MiB by default on MariaDB, 64 MiB on MySQL 8): stay well below.
+STATEMENT_BYTES = 4 * 1024 * 1024
 _NEVER_UPDATED = frozenset({"created_at"})
 
 
@@ -78,10 +81,45 @@ def row_of(columns: ModelColumns, entity: Any) -> dict[str, Any]:
     return row
 
 
-def _batches(items: Sequence[Any], width: int) -> Iterator[Sequence[Any]]:
+def value_bytes(values: Iterable[Any]) -> int:
+    """About how many bytes ``values`` take inlined in MySQL statement text (escaping may
+    double text and binary; every value costs quotes and a separator)."""
+    size = 0
+    for value in values:
+        if isinstance(value, str | bytes | bytearray):
+            size += 2 * len(value) + 4
+        elif isinstance(value, dict | list):
+            size += 2 * len(repr(value)) + 4
+        else:
+            size += 24
+    return size
+
+
+def batches(
+    items: Sequence[Any], width: int, size_of: Callable[[Any], int] | None = None
+) -> Iterator[Sequence[Any]]:
+    """Slices of ``items`` within the row and parameter caps and, given ``size_of`` (MySQL),
+    within ``STATEMENT_BYTES`` of statement text."""
     size = max(1, min(MAX_ROWS, MAX_PARAMETERS // max(width, 1)))
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    if size_of is None:
+        for start in range(0, len(items), size):
+            yield items[start : start + size]
+        return
+    start, total = 0, 0
+    for index, item in enumerate(items):
+        cost = size_of(item)
+        if index > start and (index - start >= size or total + cost > STATEMENT_BYTES):
+            yield items[start:index]
+            start, total = index, 0
+        total += cost
+    if start < len(items):
+        yield items[start:]
+
+
+def _sized(dialect: Dialect, values: Callable[[Any], Iterable[Any]]) -> Any:
+    if dialect.name in ("mysql", "mariadb"):
+        return lambda item: value_bytes(values(item))
+    return None
 
 
 def returns_ids(dialect: Dialect) -> bool:
@@ -105,9 +143,17 @@ async def insert_all(
     table, width = columns.table, len(columns.attr_of)
     given = [e for e in items if e.__dict__.get(pk_attr) is not None]
     generated = [e for e in items if e.__dict__.get(pk_attr) is None]
-    for chunk in _batches(given, width):
+    entity_size = _sized(dialect, lambda e: e.__dict__.values())
+    for chunk in batches(given, width, entity_size):
         await session.execute(sa.insert(table), [row_of(columns, e) for e in chunk])
     if not generated:
+        return items
+    if dialect.name == "sqlite":
+        # SQLAlchemy sends one INSERT per row here (SQLite does not promise RETURNING's order);
+        # bulk_insert sends one per batch and maps the ids back itself.
+        from app.repositories.bulk_insert import insert_with_columns
+
+        await insert_with_columns(session, columns, generated)
         return items
     if not returns_ids(dialect):
         # No RETURNING (MySQL 8): lastrowid arithmetic over a multi-row INSERT is unsafe with
@@ -118,7 +164,7 @@ async def insert_all(
             setattr(entity, pk_attr, key[0] if key else None)
         return items
     returning = sa.insert(table).returning(columns.pk, sort_by_parameter_order=True)
-    for chunk in _batches(generated, width):
+    for chunk in batches(generated, width, entity_size):
         result = await session.execute(returning, [row_of(columns, e) for e in chunk])
         for entity, key in zip(chunk, result.scalars(), strict=True):
             setattr(entity, pk_attr, key)
@@ -133,8 +179,9 @@ async def upsert_all(
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
     for row in rows:  # a multi-row VALUES needs the same columns in every row
         groups.setdefault(frozenset(row), []).append(row)
+    row_size = _sized(dialect, dict.values)
     for group in groups.values():
-        for chunk in _batches(group, len(group[0])):
+        for chunk in batches(group, len(group[0]), row_size):
             await session.execute(_statement(dialect, plan, list(chunk)))
     _sync_loaded(session, plan, rows)
     return len(rows)

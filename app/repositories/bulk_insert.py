@@ -28,8 +28,8 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.errors import InvalidInputError, UnsupportedFeatureError
-from app.repositories.bulk import MAX_PARAMETERS, MAX_ROWS, returns_ids
+from app.errors import DataLayerError, InvalidInputError, UnsupportedFeatureError
+from app.repositories.bulk import MAX_PARAMETERS, MAX_ROWS, batches, returns_ids, value_bytes
 from app.repositories.validation import ModelColumns
 
 _NEXT_IDS = "SELECT nextval(pg_get_serial_sequence($1, $2)) FROM generate_series(1, $3)"
@@ -169,12 +169,16 @@ async def _driver_call(method: Any, *args: Any, **kwargs: Any) -> Any:
 async def _insert_sqlite(
     session: AsyncSession, columns: ModelColumns, items: Sequence[Any], extra: dict[str, Any]
 ) -> None:
-    """One multi-row INSERT per batch of rows.
+    """One multi-row INSERT per batch of rows, ids mapped back by sorting.
 
-    SQLAlchemy's ``sort_by_parameter_order`` sends one INSERT per row on SQLite: its RETURNING
-    order is not guaranteed. The ids are, though: the rows of one INSERT get ascending rowids in
-    VALUES order (the database has one writer at a time), so sorting what RETURNING gives maps
-    them back.
+    SQLAlchemy's ``sort_by_parameter_order`` sends one INSERT per row on SQLite: the order of
+    RETURNING's rows is not guaranteed there. The ids are, though. SQLite has one writer: this
+    statement holds the database's write lock from its first row to its last, so no other row
+    can be inserted in between; it inserts the VALUES rows in order, and gives each new row the
+    largest rowid so far plus one (or the next ``sqlite_sequence`` value with AUTOINCREMENT).
+    The ids of one INSERT are therefore consecutive and ascending in VALUES order, so sorting
+    what RETURNING gives maps them back. The one exception (the largest rowid reached 2**63-1,
+    after which SQLite picks free rowids at random) is detected, never mapped wrongly.
     """
     connection = await session.connection()
     dialect = connection.dialect
@@ -199,6 +203,11 @@ async def _insert_sqlite(
         result = await connection.exec_driver_sql(statement, params)
         if given == {False}:
             keys = sorted(row[0] for row in result)
+            if keys and keys[-1] - keys[0] != len(keys) - 1:
+                raise DataLayerError(
+                    f"{columns.table.name} gave non-consecutive ids to one INSERT (its largest "
+                    "rowid reached 2**63-1): the ids cannot be mapped back to the rows"
+                )
             for entity, key in zip(items[start : start + size], keys, strict=True):
                 setattr(entity, pk_attr, key)
 
@@ -206,19 +215,6 @@ async def _insert_sqlite(
 # -- MariaDB: multi-row INSERT ... RETURNING ---------------------------------------------------
 
 _WIDE: dict[tuple[str, tuple[str, ...]], sa.Table] = {}
-# MySQL's client inlines the values into the statement text, which must fit max_allowed_packet
-# (16 MiB by default on MariaDB, 64 MiB on MySQL 8): stay well below.
-STATEMENT_BYTES = 4 * 1024 * 1024
-
-
-def _rows_per_packet(items: Sequence[Any], extra: dict[str, Any]) -> int:
-    """Rows per statement so that one statement's text stays under ``STATEMENT_BYTES``."""
-    if not items:
-        return MAX_ROWS
-    sample = [*items[0].__dict__.values(), *(values[0] for values in extra.values())]
-    # Binary and text may double when escaped; every value costs a separator and quotes.
-    size = sum(2 * len(v) for v in sample if isinstance(v, str | bytes)) + 8 * len(sample)
-    return max(1, STATEMENT_BYTES // max(size, 1))
 
 
 def _wide_table(table: sa.Table, extra: tuple[str, ...]) -> sa.Table:
@@ -237,25 +233,21 @@ async def _insert_returning(
 ) -> None:
     wide = _wide_table(columns.table, tuple(extra))
     pk, pk_attr = columns.pk, columns.attr_of[columns.pk.name]
-    width = len(columns.attr_of) + len(extra)
-    size = max(1, min(MAX_ROWS, MAX_PARAMETERS // width, _rows_per_packet(items, extra)))
-    statement = (
-        sa.insert(wide)
-        .returning(wide.c[pk.name], sort_by_parameter_order=True)
-        .execution_options(insertmanyvalues_page_size=size)
-    )
-    for start in range(0, len(items), size):
-        chunk = items[start : start + size]
-        rows = []
-        for offset, entity in enumerate(chunk):
-            state = entity.__dict__
-            row = {name: state.get(attr) for name, attr in columns.attr_of.items()}
-            if row[pk.name] is None:
-                del row[pk.name]
-            row.update({name: values[start + offset] for name, values in extra.items()})
-            rows.append(row)
-        if len({frozenset(r) for r in rows}) > 1:  # one VALUES shape per statement
-            raise InvalidInputError("set the primary key on all entities of a batch or on none")
-        result = await session.execute(statement, rows)
-        for entity, key in zip(chunk, result.scalars(), strict=True):
+    rows = []
+    for index, entity in enumerate(items):
+        state = entity.__dict__
+        row = {name: state.get(attr) for name, attr in columns.attr_of.items()}
+        if row[pk.name] is None:
+            del row[pk.name]
+        row.update({name: values[index] for name, values in extra.items()})
+        rows.append(row)
+    if len({frozenset(r) for r in rows}) > 1:  # one VALUES shape per statement
+        raise InvalidInputError("set the primary key on all entities of a batch or on none")
+    statement = sa.insert(wide).returning(wide.c[pk.name], sort_by_parameter_order=True)
+    done = 0
+    for chunk in batches(rows, len(rows[0]), lambda row: value_bytes(row.values())):
+        options = {"insertmanyvalues_page_size": len(chunk)}  # the whole chunk, one statement
+        result = await session.execute(statement.execution_options(**options), list(chunk))
+        for entity, key in zip(items[done : done + len(chunk)], result.scalars(), strict=True):
             setattr(entity, pk_attr, key)
+        done += len(chunk)
