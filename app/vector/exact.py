@@ -121,6 +121,13 @@ class ExactVectorIndex(SqlVectorIndex):
     def _encode(self, kind: str, vector: np.ndarray) -> Any:
         return vector if "vector" in kind else encode_blob(vector)
 
+    def _encode_many(self, kind: str, matrix: np.ndarray) -> list[Any]:
+        if "vector" in kind:
+            return list(matrix)
+        data = encode_blob(matrix)  # one conversion, then a slice per row
+        size = 4 * matrix.shape[1]
+        return [data[i * size : (i + 1) * size] for i in range(len(matrix))]
+
     async def _prepare_connection(self, session: AsyncSession) -> None:
         if dialect_name(session) != "postgresql":
             return

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.errors import InvalidInputError, UnsupportedFeatureError, translate_errors
 from app.filters import OPERATORS
@@ -128,6 +129,10 @@ class PgVectorIndex(SqlVectorIndex):
         found["iterative scans"] = version >= ITERATIVE_SCANS
         return found
 
+    def _encode_many(self, kind: str, matrix: np.ndarray) -> list[Any]:
+        self._encode(kind, matrix[0])
+        return list(matrix)  # rows as they are: the binary codec takes numpy arrays
+
     def _encode(self, kind: str, vector: np.ndarray) -> Any:
         if "vector" not in kind:
             raise UnsupportedFeatureError(
@@ -165,23 +170,64 @@ class PgVectorIndex(SqlVectorIndex):
         return [self.hit(row, 1.0 - float(row.distance)) for row in rows]
 
     async def _tune(self, session: AsyncSession, k: int) -> None:
+        """This transaction's search settings, all in one round trip."""
         _, version = await self._vector_extension(session)
         settings = {"hnsw.ef_search": str(ef_search(k))}
         if version >= ITERATIVE_SCANS:
             settings["hnsw.iterative_scan"] = "relaxed_order"
-        for name, value in settings.items():
-            with translate_errors("tuning the vector search"):
-                await session.execute(
-                    sa.text("SELECT set_config(:name, :value, true)"),
-                    {"name": name, "value": value},
-                )
+        calls = ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(settings)))
+        params: dict[str, str] = {}
+        for i, (name, value) in enumerate(settings.items()):
+            params |= {f"n{i}": name, f"v{i}": value}
+        with translate_errors("tuning the vector search"):
+            await session.execute(sa.text(f"SELECT {calls}"), params)
+
+    async def query_entities(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        embedding_model: str | None = None,
+    ) -> list[tuple[Any, float]]:
+        """As ``query``, but (entity, score) pairs: the rows come with the nearest-rows query
+        itself, so no second query loads them. The entities are detached."""
+        if k < 0:
+            raise InvalidInputError(f"k must be >= 0, got {k}")
+        table = collection_table(collection)
+        dimension = len(vector)
+        async with self._scope() as session:
+            await self._require_column(session, table, dimension)
+            query_vector = as_matrix([vector], dimension)[0]
+            self._encode(self._dimensions[table][dimension], query_vector)
+            if k == 0:
+                return []
+            where = self.filter_clause(collection, filters, embedding_model)
+            await self._prepare_connection(session)
+            await self._tune(session, k)
+            statement = self._nearest(collection, dimension, query_vector, k, where, whole=True)
+            with translate_errors(f"searching {table}"):
+                rows = (await session.execute(statement)).all()
+            for entity, _ in rows:
+                # Detached, the loaded state outlives a read-only transaction's rollback.
+                session.expunge(entity)
+        return [(entity, 1.0 - float(distance)) for entity, distance in rows]
 
     def _nearest(
-        self, collection: str, dimension: int, query_vector: np.ndarray, k: int, where: Any
+        self,
+        collection: str,
+        dimension: int,
+        query_vector: np.ndarray,
+        k: int,
+        where: Any,
+        *,
+        whole: bool = False,
     ) -> Any:
         """Nearest rows by the indexed expression, re-sorted by exact distance.
 
         Re-sorting makes relaxed-order iterative scans and halfvec candidates exact in order.
+        ``whole``: every column of the entity, selected as (entity, distance).
         """
         assert self._extension is not None
         schema = self._extension[0]
@@ -197,8 +243,11 @@ class PgVectorIndex(SqlVectorIndex):
             limit = 2 * k
         else:
             order, limit = exact, k
-        fields = [table.c[name] for name in ("id", "source_id", "url", "chunk_number")]
-        fields += [table.c.embedding_model, table.c["metadata"]]
+        if whole:
+            fields = list(table.c)
+        else:
+            fields = [table.c[name] for name in ("id", "source_id", "url", "chunk_number")]
+            fields += [table.c.embedding_model, table.c["metadata"]]
         candidates = (
             sa.select(*fields, exact.label("distance"))
             .where(column.is_not(None), where)
@@ -206,4 +255,8 @@ class PgVectorIndex(SqlVectorIndex):
             .limit(limit)
             .subquery("candidates")
         )
-        return sa.select(candidates).order_by(candidates.c.distance, candidates.c.id).limit(k)
+        order_by = (candidates.c.distance, candidates.c.id)
+        if whole:
+            entity = aliased(ENTITIES[collection], candidates)
+            return sa.select(entity, candidates.c.distance).order_by(*order_by).limit(k)
+        return sa.select(candidates).order_by(*order_by).limit(k)

@@ -32,6 +32,8 @@ from app.vector.port import (
     VectorRecord,
     collection_table,
 )
+from app.repositories.bulk_insert import insert_with_columns
+from app.repositories.validation import columns_of
 from app.vector.sql_common import (
     ENTITIES,
     ENTITIES_BY_TABLE,
@@ -46,6 +48,7 @@ from app.vector.sql_common import (
     row_ids,
     sql_filter,
 )
+from app.vector.vector_writes import update_vectors
 
 _ID_BATCH = 1000
 
@@ -176,26 +179,60 @@ class SqlVectorIndex:
         items: list[tuple[int, VectorRecord]],
         matrix: np.ndarray,
     ) -> None:
+        """One set-based UPDATE per batch of rows (``vector_writes``), never one per row."""
         column = embedding_column(dimension)
         others = [embedding_column(d) for d in self._dimensions[table] if d != dimension]
-        clear = "".join(f", {other} = NULL" for other in others)
-        statement = sa.text(
-            f"UPDATE {table} SET {column} = :v{clear}, embedding_dimension = :dim, "
-            "embedding_model = COALESCE(:model, embedding_model) WHERE id = :id"
-        )
         kind = self._dimensions[table][dimension]
-        params = [
-            {
-                "v": self._encode(kind, matrix[i]),
-                "dim": dimension,
-                "model": record.metadata.get("embedding_model"),
-                "id": rid,
-            }
+        values = self._encode_many(kind, matrix)
+        rows = [
+            (rid, values[i], record.metadata.get("embedding_model"))
             for i, (rid, record) in enumerate(items)
         ]
         await self._prepare_connection(session)
+        connection = await session.connection()
         with translate_errors(f"writing vectors to {table}.{column}"):
-            await session.execute(statement, params)
+            await update_vectors(connection, table, column, kind, others, dimension, rows)
+
+    def _encode_many(self, kind: str, matrix: np.ndarray) -> list[Any]:
+        """The matrix's rows as the column takes them (one value per row)."""
+        return [self._encode(kind, row) for row in matrix]
+
+    async def add_with_vectors(
+        self,
+        collection: str,
+        entities: Sequence[Any],
+        matrix: np.ndarray | None,
+        present: Sequence[bool] | None = None,
+        *,
+        bump: bool = True,
+    ) -> None:
+        """Insert validated, new ``entities`` with their vectors in the same row write.
+
+        ``matrix`` holds the vectors of the entities whose ``present`` flag is set (all when
+        ``present`` is None), in order; ids are set on the entities. Needs
+        ``bulk_insert.can_insert_with_columns``. ``bump=False`` leaves the write unannounced:
+        call ``written`` before the transaction ends.
+        """
+        table = collection_table(collection)
+        async with self._scope() as session:
+            extra: dict[str, list[Any]] = {}
+            if matrix is not None and len(matrix):
+                dimension = matrix.shape[1]
+                column = await self._require_column(session, table, dimension)
+                encoded = iter(self._encode_many(self._dimensions[table][dimension], matrix))
+                flags = present if present is not None else [True] * len(entities)
+                extra[column] = [next(encoded) if flag else None for flag in flags]
+                await self._prepare_connection(session)
+            with translate_errors(f"adding rows to {table}"):
+                columns = columns_of(ENTITIES_BY_TABLE[table])
+                await insert_with_columns(session, columns, entities, extra)
+            if bump and extra:
+                await self._written(session, collection)
+
+    async def written(self, collection: str) -> None:
+        """Announce vector writes made in this transaction (``add_with_vectors(bump=False)``)."""
+        async with self._scope() as session:
+            await self._written(session, collection)
 
     def _encode(self, kind: str, vector: np.ndarray) -> Any:
         raise NotImplementedError
