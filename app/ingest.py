@@ -1,26 +1,40 @@
 """``DataLayer.ingest``: store one crawl of a source — its chunks and their vectors — at once.
 
 In ONE Unit of Work: the source is inserted or updated; the chunks already stored for the given
-URLs are deleted with their vectors; the new chunks are added in batches, each batch's vectors
-written right after it. The entity type picks the collection (``CrawledPage`` ->
-``crawled_pages``, ``CodeExample`` -> ``code_examples``). Each row records its embedding model and
-dimension (Archon's ``embedding_model`` / ``embedding_dimension``). Nothing is visible until the
-commit, and a failure anywhere leaves the database as it was (the external stores' writes go
-through their outbox and are applied after the commit).
+URLs are deleted; the new chunks are written in batches. The entity type picks the collection
+(``CrawledPage`` -> ``crawled_pages``, ``CodeExample`` -> ``code_examples``). Each row records its
+embedding model and dimension (Archon's ``embedding_model`` / ``embedding_dimension``). Nothing is
+visible until the commit, and a failure anywhere leaves the database as it was (the external
+stores' writes go through their outbox and are applied after the commit).
+
+With a SQL-backed index (pgvector, exact) each vector is written in its chunk's own row write
+(``SqlVectorIndex.add_with_vectors``: COPY on PostgreSQL, multi-row INSERT elsewhere), so a row is
+written once; the replaced rows' vectors go with the rows. External stores get the rows first,
+then their vectors through the outbox, and the replaced rows' vectors deleted by id.
+
+``items`` may be any iterable: it is consumed one batch at a time, so a long crawl never sits in
+memory at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.orm import make_transient_to_detached
 
 from app.domain import CodeExample, CrawledPage, Source
 from app.errors import InvalidInputError, translate_errors
+from app.repositories import bulk
+from app.repositories.bulk_insert import can_insert_with_columns
+from app.repositories.validation import columns_of, validator_for
 from app.vector.port import VectorRecord
 from app.vector.sql_common import ENTITIES, as_matrix
+from app.vector.sql_index import SqlVectorIndex
 
 if TYPE_CHECKING:
     from app.bootstrap import DataLayer
@@ -28,6 +42,7 @@ if TYPE_CHECKING:
 
 Chunk = CrawledPage | CodeExample
 Item = tuple[Chunk, Sequence[float] | None]
+# done, total; total is the count so far when ``items`` has no length.
 Progress = Callable[[int, int], Any]
 DEFAULT_BATCH_SIZE = 500
 _COLLECTIONS: dict[type, tuple[str, str]] = {
@@ -63,10 +78,83 @@ def vector_record(chunk: Chunk, vector: Sequence[float]) -> VectorRecord:
     return VectorRecord(id=chunk.id, vector=vector, metadata=metadata, document=chunk.content)
 
 
+@dataclass
+class _Batch:
+    """One batch, checked: its chunks, and its vectors as one matrix (None where absent)."""
+
+    chunks: list[Chunk]
+    vectors: list[Sequence[float] | None]
+    matrix: np.ndarray | None  # rows of the chunks that have a vector, in order
+
+
+class _Ingestion:
+    """The state of one ``ingest`` call while its batches go by."""
+
+    def __init__(self, layer: DataLayer, source: Source, embedding_model: str | None) -> None:
+        self.layer, self.source, self.embedding_model = layer, source, embedding_model
+        self.kind: type | None = None
+        self.dimension: int | None = None
+        self.urls: set[str] = set()
+        self.replaced = self.written = self.vectors = 0
+
+    @property
+    def collection(self) -> str:
+        return _COLLECTIONS[self.kind or CrawledPage][0]
+
+    def check(self, items: list[Item]) -> _Batch:
+        """Every chunk is of one kind and belongs to the source; vectors valid, of one length."""
+        for chunk, _ in items:
+            kind = type(chunk)
+            if kind not in _COLLECTIONS:
+                raise InvalidInputError(
+                    f"ingest stores CrawledPage or CodeExample, not {kind.__name__}"
+                )
+            if self.kind is not None and kind is not self.kind:
+                raise InvalidInputError(
+                    "ingest takes one kind of chunk: CrawledPage or CodeExample"
+                )
+            self.kind = kind
+            if chunk.source_id != self.source.source_id:
+                raise InvalidInputError(
+                    f"chunk {chunk.url}#{chunk.chunk_number} names source {chunk.source_id!r}, "
+                    f"not the ingested source {self.source.source_id!r}"
+                )
+        vectors = [vector for _, vector in items]
+        given = [vector for vector in vectors if vector is not None]
+        lengths = {len(vector) for vector in given} | (
+            {self.dimension} if self.dimension is not None and given else set()
+        )
+        if len(lengths) > 1:
+            raise InvalidInputError(
+                f"one ingest holds vectors of one embedding model and length; got {sorted(lengths)}"
+            )
+        matrix = None
+        if given:
+            self.dimension = lengths.pop()
+            matrix = as_matrix(given, self.dimension)  # NaN, infinity and zero vectors at once
+        model = self.embedding_model
+        for chunk, vector in items:
+            chunk.embedding_model = model or chunk.embedding_model
+            chunk.embedding_dimension = len(vector) if vector is not None else None
+        return _Batch([chunk for chunk, _ in items], vectors, matrix)
+
+    def report(self) -> IngestReport:
+        return IngestReport(
+            source_id=self.source.source_id,
+            collection=self.collection,
+            urls=len(self.urls),
+            replaced=self.replaced,
+            written=self.written,
+            vectors=self.vectors,
+            dimension=self.dimension,
+            embedding_model=self.embedding_model,
+        )
+
+
 async def ingest(
     layer: DataLayer,
     source: Source,
-    items: Sequence[Item],
+    items: Iterable[Item],
     *,
     embedding_model: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -75,83 +163,93 @@ async def ingest(
     """Store ``source`` and replace the chunks of the items' URLs; ``on_progress(done, total)``."""
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
-    collection, repository = _collection_of(items)
-    dimension = _check_items(source, items)
-    if dimension is not None:
-        await layer.vector_index.ensure_collection(collection, dimension)
-    urls = sorted({chunk.url for chunk, _ in items})
-    for chunk, vector in items:
-        chunk.embedding_model = embedding_model or chunk.embedding_model
-        chunk.embedding_dimension = len(vector) if vector is not None else None
+    total = len(items) if isinstance(items, Sized) else None
+    run = _Ingestion(layer, source, embedding_model)
+    batches = _batches(items, batch_size)
+    # The first batch is checked (and its vector column made sure of) before any write.
+    first = next(batches, [])
+    pending: _Batch | None = run.check(first)
+    if run.dimension is not None:
+        await layer.vector_index.ensure_collection(run.collection, run.dimension)
     async with layer.uow() as uow:
-        await uow.sources.upsert_many([source], on=["source_id"])
-        chunks = getattr(uow, repository)
-        replaced = await _delete_urls(uow, chunks, collection, urls)
-        vectors = 0
-        for start in range(0, len(items), batch_size):
-            batch = items[start : start + batch_size]
-            await chunks.add_many([chunk for chunk, _ in batch])
-            records = [vector_record(c, v) for c, v in batch if v is not None]
-            if records:
-                vectors += await uow.vectors.upsert(collection, records)
+        await _upsert_source(uow, source)
+        while pending is not None:
+            await _write(run, uow, pending)
             if on_progress is not None:
-                on_progress(start + len(batch), len(items))
+                on_progress(run.written, total if total is not None else run.written)
+            following = next(batches, None)
+            pending = None if following is None else await _check_more(run, following)
+        if run.vectors and isinstance(uow.vectors, SqlVectorIndex):
+            await uow.vectors.written(run.collection)
         await uow.commit()
-    return IngestReport(
-        source_id=source.source_id,
-        collection=collection,
-        urls=len(urls),
-        replaced=replaced,
-        written=len(items),
-        vectors=vectors,
-        dimension=dimension,
-        embedding_model=embedding_model,
-    )
+    return run.report()
 
 
-def _collection_of(items: Sequence[Item]) -> tuple[str, str]:
-    kinds = {type(chunk) for chunk, _ in items}
-    if len(kinds) > 1:
-        raise InvalidInputError("ingest takes one kind of chunk: CrawledPage or CodeExample")
-    kind = kinds.pop() if kinds else CrawledPage
-    if kind not in _COLLECTIONS:
-        raise InvalidInputError(f"ingest stores CrawledPage or CodeExample, not {kind.__name__}")
-    return _COLLECTIONS[kind]
+def _batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
-def _check_items(source: Source, items: Sequence[Item]) -> int | None:
-    """Every chunk belongs to ``source``; every vector is valid and of one length (returned)."""
-    for chunk, _ in items:
-        if chunk.source_id != source.source_id:
-            raise InvalidInputError(
-                f"chunk {chunk.url}#{chunk.chunk_number} names source {chunk.source_id!r}, "
-                f"not the ingested source {source.source_id!r}"
-            )
-    vectors = [vector for _, vector in items if vector is not None]
-    lengths = {len(vector) for vector in vectors}
-    if len(lengths) > 1:
-        raise InvalidInputError(
-            f"one ingest holds vectors of one embedding model and length; got {sorted(lengths)}"
-        )
-    if not vectors:
-        return None
-    dimension = lengths.pop()
-    as_matrix(vectors, dimension)  # NaN, infinity and zero vectors, all at once
-    return dimension
+async def _check_more(run: _Ingestion, items: list[Item]) -> _Batch:
+    """A later batch: checked; a first vector length met here gets its column now."""
+    had = run.dimension
+    batch = run.check(items)
+    if had is None and run.dimension is not None:
+        await run.layer.vector_index.ensure_collection(run.collection, run.dimension)
+    return batch
 
 
-async def _delete_urls(
-    uow: SqlAlchemyUnitOfWork, chunks: Any, collection: str, urls: list[str]
-) -> int:
-    """Delete the stored chunks of ``urls`` and their vectors; how many chunks went."""
+async def _upsert_source(uow: SqlAlchemyUnitOfWork, source: Source) -> None:
+    # No savepoint (as the repositories take): a failure anywhere abandons the whole ingest.
+    sources = validator_for(Source).many([source])
+    plan = bulk.plan(columns_of(Source), ["source_id"], None)
+    with translate_errors("storing the source"):
+        connection = await uow.session.connection()
+        await bulk.upsert_all(uow.session, connection.dialect, plan, sources)
+
+
+async def _write(run: _Ingestion, uow: SqlAlchemyUnitOfWork, batch: _Batch) -> None:
+    """Replace the chunks of the batch's new URLs, then write the batch's rows and vectors."""
+    chunks = validator_for(run.kind or CrawledPage).many(batch.chunks)
+    if not all(sa.inspect(chunk).transient for chunk in chunks):
+        raise InvalidInputError("a chunk given to ingest is already stored")
+    fresh = sorted({chunk.url for chunk in chunks} - run.urls)
+    run.urls.update(fresh)
+    vectors = uow.vectors
+    dialect = (await uow.session.connection()).dialect
+    in_row = isinstance(vectors, SqlVectorIndex) and can_insert_with_columns(dialect)
+    run.replaced += await _delete_urls(uow, run.collection, fresh)
+    if in_row:
+        present = [vector is not None for vector in batch.vectors]
+        await vectors.add_with_vectors(run.collection, chunks, batch.matrix, present, bump=False)
+        for chunk in chunks:
+            make_transient_to_detached(chunk)  # stored rows now, as after add_many
+    else:
+        await getattr(uow, _COLLECTIONS[type(chunks[0])][1]).add_many(chunks)
+        pairs = zip(chunks, batch.vectors, strict=True)
+        records = [vector_record(c, v) for c, v in pairs if v is not None]
+        if records:
+            await vectors.upsert(run.collection, records)
+    run.written += len(chunks)
+    run.vectors += 0 if batch.matrix is None else len(batch.matrix)
+
+
+async def _delete_urls(uow: SqlAlchemyUnitOfWork, collection: str, urls: list[str]) -> int:
+    """Delete the stored chunks of ``urls``; how many went. Vectors kept in the rows go with
+    them; an external store's are deleted by id (through its outbox)."""
     if not urls:
         return 0
-    model = ENTITIES[collection]
-    ids: list[int] = []
+    table = ENTITIES[collection].__table__
+    removed = 0
     for start in range(0, len(urls), 500):
-        statement = sa.select(model.id).where(model.url.in_(urls[start : start + 500]))
-        with translate_errors("finding the chunks to replace"):
-            ids += (await uow.session.execute(statement)).scalars().all()
-    if ids:
-        await uow.vectors.delete(collection, ids)
-    return int(await chunks.delete_by_urls(urls))
+        where = table.c.url.in_(urls[start : start + 500])
+        with translate_errors("replacing the chunks of the crawled URLs"):
+            if not isinstance(uow.vectors, SqlVectorIndex):
+                found = await uow.session.execute(sa.select(table.c.id).where(where))
+                ids = list(found.scalars())
+                if ids:
+                    await uow.vectors.delete(collection, ids)
+            result = await uow.session.execute(sa.delete(table).where(where))
+        removed += int(result.rowcount)  # type: ignore[attr-defined]
+    return removed

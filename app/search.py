@@ -60,6 +60,11 @@ async def search(
     if text is not None and "\x00" in text:
         raise InvalidInputError("search text contains a NUL byte")
     async with layer.uow(read_only=True) as uow:
+        nearest = getattr(uow.vectors, "query_entities", None) if chosen == "vector" else None
+        if nearest is not None:  # the rows come with the nearest-rows query itself
+            assert vector is not None
+            found = await nearest(collection, vector, k, filters, embedding_model=embedding_model)
+            return [SearchHit(entity=e, score=score, match_type="vector") for e, score in found]
         by_vector: Ranked = []
         by_keyword: Ranked = []
         if chosen in ("vector", "hybrid"):
