@@ -1,9 +1,10 @@
 """The vector outbox: Chroma and Weaviate writes recorded in the SQL transaction.
 
 ``archon_vector_outbox`` holds one row per pending vector operation (upsert or delete of one record
-id in one collection), written in the same transaction as the entities and deleted once applied to
-the store; a failed operation keeps its attempt count and last error. Types are spelled out here
-(not imported from ``app.vector.outbox``) so the revision stays what it was when written.
+id in one collection; an upsert's vector as float32 bytes, the rest as JSON), written in the same
+transaction as the entities and deleted once applied to the store; a failed operation keeps its
+attempt count and last error. Types are spelled out here (not imported from
+``app.vector.outbox``) so the revision stays what it was when written.
 
 Revision ID: 0003_vector_outbox
 Revises: 0002_vector_search
@@ -37,6 +38,7 @@ def upgrade() -> None:
         sa.Column("record_id", sa.String(255), nullable=False),
         sa.Column("op", sa.String(16), nullable=False),
         sa.Column("payload", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")),
+        sa.Column("vector", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")),
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text()),
         sa.Column("created_at", timestamp, nullable=False),

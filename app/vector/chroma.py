@@ -28,7 +28,16 @@ from app.errors import InvalidInputError
 from app.filter_eval import evaluate
 from app.filters import OPERATORS, Node, parse_filters
 from app.vector.chroma_store import MAX_DIMENSION, SPACES, ChromaStore, Where, batches, translator
-from app.vector.external import ARCHON_DIMENSIONS, ID_KEY, JSON_KEY, flatten, from_json, to_json
+from app.vector.external import (
+    ARCHON_DIMENSIONS,
+    ID_KEY,
+    JSON_KEY,
+    PreparedGroup,
+    by_dimension,
+    checked_matrix,
+    from_json,
+    prepare_group,
+)
 from app.vector.external_filters import FilterPlan, plan_filter, with_model
 from app.vector.port import (
     Metric,
@@ -36,7 +45,6 @@ from app.vector.port import (
     VectorCapabilities,
     VectorHit,
     VectorRecord,
-    check_vector,
     collection_table,
 )
 
@@ -100,8 +108,7 @@ class ChromaVectorIndex:
         if k < 1:
             raise InvalidInputError(f"k must be at least 1, got {k}")
         node = with_model(parse_filters(filters), embedding_model)
-        query = [float(x) for x in vector]
-        return await self._run("querying vectors", self._query, collection, query, k, node)
+        return await self._run("querying vectors", self._query, collection, vector, k, node)
 
     async def delete(self, collection: str, ids: Sequence[RecordId]) -> int:
         """Remove these ids from every dimension's collection; returns how many existed."""
@@ -127,7 +134,17 @@ class ChromaVectorIndex:
 
     async def validate_records(self, collection: str, records: Sequence[VectorRecord]) -> None:
         """Raise ``InvalidInputError`` for what ``upsert`` would refuse, without writing."""
-        await self._run("checking vectors", self._validate, collection, list(records))
+        await self.prepare_records(collection, records)
+
+    async def prepare_records(
+        self, collection: str, records: Sequence[VectorRecord]
+    ) -> list[PreparedGroup]:
+        """Check records as ``upsert`` would and convert them once, for ``write_prepared``."""
+        return await self._run("checking vectors", self._prepare, collection, list(records))
+
+    async def write_prepared(self, collection: str, groups: Sequence[PreparedGroup]) -> int:
+        """Upsert what ``prepare_records`` (or ``external.prepare_group``) made; how many."""
+        return await self._run("upserting vectors", self._write, collection, list(groups))
 
     async def dimensions(self, collection: str) -> dict[int, str]:
         """Dimension -> metric of the Chroma collections that exist for ``collection``."""
@@ -152,36 +169,33 @@ class ChromaVectorIndex:
 
         return await asyncio.to_thread(call)
 
-    def _validate(self, collection: str, records: list[VectorRecord]) -> None:
-        for record in records:
-            dimension = len(record.vector)
+    def _prepare(self, collection: str, records: list[VectorRecord]) -> list[PreparedGroup]:
+        groups = []
+        for dimension, group in by_dimension(records).items():
             metric = self.store.metric(collection, dimension)
             if metric is None and dimension not in ARCHON_DIMENSIONS:
                 raise self.store.dimension_error(collection, dimension)
-            check_vector(record.vector, metric=metric or "cosine")  # type: ignore[arg-type]
-            if str(record.id) == "":
-                raise InvalidInputError("a vector record needs a non-empty id")
-            flatten(record.metadata)
-            to_json(record.metadata)
+            cosine = (metric or "cosine") == "cosine"
+            groups.append(prepare_group(dimension, group, cosine=cosine))
+        return groups
+
+    def _write(self, collection: str, groups: list[PreparedGroup]) -> int:
+        for group in groups:
+            self.store.write(collection, group)
+        return sum(len(group.ids) for group in groups)
 
     def _upsert(self, collection: str, records: list[VectorRecord]) -> int:
-        self._validate(collection, records)
-        latest = {str(r.id): r for r in records}
-        by_dimension: dict[int, list[VectorRecord]] = {}
-        for record in latest.values():
-            by_dimension.setdefault(len(record.vector), []).append(record)
-        for dimension, group in by_dimension.items():
-            self.store.write(collection, dimension, group)
-        return len(latest)
+        return self._write(collection, self._prepare(collection, records))
 
     def _query(
-        self, collection: str, vector: list[float], k: int, node: Node | None
+        self, collection: str, vector: Sequence[float], k: int, node: Node | None
     ) -> list[VectorHit]:
         dimension = len(vector)
         metric = self.store.metric(collection, dimension)
         if metric is None and dimension not in ARCHON_DIMENSIONS:
             raise self.store.dimension_error(collection, dimension)
-        check_vector(vector, metric=metric or "cosine")  # type: ignore[arg-type]
+        cosine = (metric or "cosine") == "cosine"
+        query = checked_matrix([vector], dimension, cosine=cosine)
         col = self.store.collection(collection, dimension, create=False)
         if col is None:
             return []
@@ -194,7 +208,7 @@ class ChromaVectorIndex:
             options.update(ids=ids, n_results=min(k, len(ids)))
         elif plan.native is not None:
             options["where"] = plan.native
-        found = col.query(query_embeddings=[vector], **options)
+        found = col.query(query_embeddings=query, **options)
         pairs = zip(found["metadatas"][0], found["distances"][0], strict=True)
         return [
             VectorHit(meta[ID_KEY], score(metric or "cosine", dist), from_json(meta.get(JSON_KEY)))

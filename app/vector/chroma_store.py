@@ -19,12 +19,12 @@ from app.vector.external import (
     JSON_KEY,
     KEYS_KEY,
     OPAQUE_KEY,
+    FlatMetadata,
+    PreparedGroup,
     Scalar,
-    flatten,
-    to_json,
 )
 from app.vector.external_filters import Translator
-from app.vector.port import VectorRecord, collection_table
+from app.vector.port import RecordId, collection_table
 
 T = TypeVar("T")
 Where = dict[str, Any]
@@ -200,22 +200,32 @@ class ChromaStore:
             "of that length"
         )
 
-    def write(self, collection: str, dimension: int, records: Sequence[VectorRecord]) -> None:
-        """Upsert records of one dimension in batches; remove their ids from other dimensions."""
-        col = self.collection(collection, dimension, create=True)
-        assert col is not None
-        others = [d for d in self.existing(collection) if d != dimension]
-        for batch in batches(records, self.batch_size):
-            ids = [str(r.id) for r in batch]
+    def write(self, collection: str, group: PreparedGroup) -> None:
+        """Upsert one dimension's records in batches; remove their ids from other dimensions."""
+        col = self.collection(collection, group.dimension, create=True)
+        if col is None:
+            raise self.dimension_error(collection, group.dimension)
+        others = [d for d in self.existing(collection) if d != group.dimension]
+        size = max(self.batch_size, 1)
+        with_documents = any(group.documents)
+        for start in range(0, len(group.ids), size):
+            stop = start + size
+            ids = [str(i) for i in group.ids[start:stop]]
             for other in others:  # a row re-embedded at another length moves collections
                 found = self.collection(collection, other, create=False)
                 if found is not None:
                     found.delete(ids=ids)
             col.upsert(
                 ids=ids,
-                embeddings=[[float(x) for x in r.vector] for r in batch],
-                metadatas=[stored_metadata(r) for r in batch],
-                documents=[r.document for r in batch] if any(r.document for r in batch) else None,
+                embeddings=group.matrix[start:stop],
+                metadatas=[
+                    stored_metadata(id_, flat, text)
+                    for id_, flat, text in zip(
+                        group.ids[start:stop], group.flat[start:stop],
+                        group.metadata_json[start:stop], strict=True,
+                    )
+                ],  # fmt: skip
+                documents=group.documents[start:stop] if with_documents else None,
             )
 
     def has_opaque(self, col: Any, keys: set[str]) -> bool:
@@ -275,12 +285,11 @@ def translate_error(exc: Exception, action: str, location: str) -> DataLayerErro
     return DataLayerError(f"{action} failed: Chroma error ({detail})")
 
 
-def stored_metadata(record: VectorRecord) -> dict[str, Any]:
+def stored_metadata(id_: RecordId, flat: FlatMetadata, metadata_json: str) -> dict[str, Any]:
     """A record's metadata as Chroma holds it: flat values, key lists, id and JSON."""
-    flat = flatten(record.metadata)
     stored: dict[str, Any] = dict(flat.values)
-    stored[ID_KEY] = record.id
-    stored[JSON_KEY] = to_json(record.metadata)
+    stored[ID_KEY] = id_
+    stored[JSON_KEY] = metadata_json
     if flat.present:
         stored[KEYS_KEY] = flat.present
     if flat.opaque:

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
 from typing import Any
 from uuid import UUID
 
+import numpy as np
+
 from app.errors import InvalidInputError
+from app.vector.port import RecordId, VectorRecord
 
 ARCHON_DIMENSIONS = (384, 768, 1024, 1536, 3072)
 RESERVED_PREFIX = "_archon_"
@@ -131,3 +134,78 @@ def _json_default(value: Any) -> Any:
 def from_json(text: Any) -> dict[str, Any]:
     """The metadata stored by ``to_json`` (``{}`` when missing)."""
     return json.loads(text) if isinstance(text, str) and text else {}
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedGroup:
+    """Validated records of one dimension, each converted once: what a store and the outbox write.
+
+    ``matrix`` holds the vectors as float32 rows; ``flat`` and ``metadata_json`` are ``flatten``
+    and ``to_json`` of each record's metadata.
+    """
+
+    dimension: int
+    ids: list[RecordId]
+    matrix: np.ndarray
+    flat: list[FlatMetadata]
+    metadata_json: list[str]
+    documents: list[str | None]
+
+    def records(self) -> list[VectorRecord]:
+        """The records again (vectors as float32 rows), for a store that takes only records."""
+        return [
+            VectorRecord(id_, self.matrix[i], from_json(self.metadata_json[i]), self.documents[i])
+            for i, id_ in enumerate(self.ids)
+        ]
+
+    def take(self, positions: Sequence[int]) -> PreparedGroup:
+        """The records at ``positions``, in that order."""
+        if len(positions) == len(self.ids) and list(positions) == list(range(len(self.ids))):
+            return self
+        return PreparedGroup(
+            self.dimension,
+            [self.ids[i] for i in positions],
+            self.matrix[list(positions)],
+            [self.flat[i] for i in positions],
+            [self.metadata_json[i] for i in positions],
+            [self.documents[i] for i in positions],
+        )
+
+
+def by_dimension(records: Sequence[VectorRecord]) -> dict[int, list[VectorRecord]]:
+    """Records grouped by vector length; of repeated ids the last one wins."""
+    latest = {str(record.id): record for record in records}
+    groups: dict[int, list[VectorRecord]] = {}
+    for record in latest.values():
+        groups.setdefault(len(record.vector), []).append(record)
+    return groups
+
+
+def prepare_group(
+    dimension: int, records: Sequence[VectorRecord], *, cosine: bool
+) -> PreparedGroup:
+    """Check and convert records of one length at once (vectors as one float32 matrix)."""
+    for record in records:
+        if str(record.id) == "":
+            raise InvalidInputError("a vector record needs a non-empty id")
+    return PreparedGroup(
+        dimension,
+        [record.id for record in records],
+        checked_matrix([record.vector for record in records], dimension, cosine=cosine),
+        [flatten(record.metadata) for record in records],
+        [to_json(record.metadata) for record in records],
+        [record.document for record in records],
+    )
+
+
+def checked_matrix(vectors: Sequence[Any], dimension: int, *, cosine: bool) -> np.ndarray:
+    """Vectors of one length as a float32 matrix, refused if empty, non-finite or (cosine) zero."""
+    if dimension == 0:
+        raise InvalidInputError("empty vector")
+    with np.errstate(over="ignore", invalid="ignore"):
+        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), dimension)
+    if not np.isfinite(matrix).all():
+        raise InvalidInputError("vector contains NaN or infinity (or overflows float32)")
+    if cosine and not matrix.any(axis=1).all():
+        raise InvalidInputError("an all-zero vector has no direction: cosine is undefined")
+    return matrix

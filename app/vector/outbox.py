@@ -2,10 +2,12 @@
 
 ``uow.vectors.upsert`` / ``delete`` on such a store (``app.vector.outbox_uow``) validate the
 vectors, then only insert rows into ``archon_vector_outbox`` through the Unit of Work's own
-session: they commit or roll back with the entities. After the commit a hook applies them
-(``drain``). Per record id only the newest operation counts (an upsert replaces the whole record,
-a delete of a missing id is fine), so applying is idempotent and replays converge. Applied rows
-are deleted; an operation the store refused or could not take stays, with its attempt count and
+session: they commit or roll back with the entities. A row holds the record's id, metadata and
+document as JSON (``payload``) and its vector as float32 bytes (``vector``). After the commit a
+hook applies what that Unit of Work recorded, from memory (``outbox_uow``); ``drain`` applies
+what the rows hold. Per record id only the newest operation counts (an upsert replaces the whole
+record, a delete of a missing id is fine), so applying is idempotent and replays converge. Applied
+rows are deleted; an operation the store refused or could not take stays, with its attempt count and
 last error (secrets masked), until ``replay_pending`` (``archon-db vectors sync``, and the layer's
 start-up) applies it.
 
@@ -21,13 +23,14 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.domain.types import BigIntId, TZDateTime, utcnow
 from app.errors import scrub, translate_errors
-from app.vector.port import VectorRecord
+from app.vector.port import RecordId, VectorRecord
 
 if TYPE_CHECKING:
     from app.vector.outbox_uow import OutboxVectorIndex
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 OUTBOX_TABLE = "archon_vector_outbox"
 PAGE = 500
+VECTOR_DTYPE = np.dtype("<f4")
 _SECRET = re.compile(
     r"(?i)(api[-_ ]?key|token|password|secret|authorization)([\"'\s:=]+)(bearer\s+)?[^\s\"',;}]+"
 )
@@ -49,6 +53,7 @@ outbox = sa.Table(
     sa.Column("record_id", sa.String(255), nullable=False),
     sa.Column("op", sa.String(16), nullable=False),
     sa.Column("payload", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")),
+    sa.Column("vector", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
     sa.Column("created_at", TZDateTime, nullable=False, default=utcnow),
@@ -85,8 +90,19 @@ def bind_outbox(index: Any, uow: Any) -> OutboxVectorIndex:
 
 
 def decode_payload(payload: str | None) -> dict[str, Any]:
-    """An outbox row's payload: ``id``, and for upserts ``vector``, ``metadata``, ``document``."""
+    """An outbox row's payload: ``id``, and for upserts ``metadata`` and ``document``."""
     return json.loads(payload) if payload else {}
+
+
+def upsert_payload(record_id: RecordId, metadata_json: str, document: str | None) -> str:
+    """The payload of an upsert, around metadata already encoded (``external.to_json``)."""
+    id_json, document_json = json.dumps(record_id), json.dumps(document)
+    return f'{{"id": {id_json}, "metadata": {metadata_json}, "document": {document_json}}}'
+
+
+def encode_vector(vector: np.ndarray) -> bytes:
+    """A vector as the outbox's ``vector`` column holds it: little-endian float32 bytes."""
+    return vector.astype(VECTOR_DTYPE, copy=False).tobytes()
 
 
 async def drain(index: Any, engine: AsyncEngine, *, batch: str | None = None) -> DrainReport:
@@ -158,9 +174,10 @@ async def _apply_rows(session: AsyncSession, index: Any, rows: list[Any]) -> Dra
 
 def _record_of(row: Any) -> VectorRecord:
     data = decode_payload(row.payload)
+    vector: Any = np.frombuffer(row.vector, dtype=VECTOR_DTYPE)
     return VectorRecord(
         id=data["id"],
-        vector=data["vector"],
+        vector=vector,
         metadata=data.get("metadata") or {},
         document=data.get("document"),
     )

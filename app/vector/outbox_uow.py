@@ -9,25 +9,30 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.domain.types import utcnow
 from app.errors import BackendUnavailableError, InvalidInputError, translate_errors
 from app.filter_eval import evaluate
 from app.filters import parse_filters
-from app.vector.external import from_json, to_json
-from app.vector.outbox import PAGE, DrainReport, decode_payload, drain, mask_secrets, outbox
+from app.vector.external import PreparedGroup, by_dimension, prepare_group
+from app.vector.outbox import (
+    DrainReport,
+    decode_payload,
+    encode_vector,
+    mask_secrets,
+    outbox,
+    upsert_payload,
+)
+from app.vector.outbox_apply import Recorded, apply_recorded
 from app.vector.port import (
     Metric,
     RecordId,
     VectorHit,
     VectorRecord,
-    check_vector,
     collection_table,
 )
 
@@ -45,6 +50,8 @@ class OutboxVectorIndex:
         self.index = index
         self.uow = uow
         self.last_report: DrainReport | None = None
+        self._recorded: list[Recorded] = []
+        self._engine: Any = None
 
     @property
     def capabilities(self) -> Any:
@@ -60,29 +67,40 @@ class OutboxVectorIndex:
         """Validate now, store after commit."""
         collection_table(collection)
         records = list(records)
-        await self._validate(collection, records)
-        await self._record(collection, [(r.id, "upsert", _payload(r)) for r in records])
+        groups = await self._prepare(collection, records)
+        rows = [
+            {"record_id": str(id_), "op": "upsert", "vector": encode_vector(group.matrix[i]),
+             "payload": upsert_payload(id_, group.metadata_json[i], group.documents[i])}
+            for group in groups
+            for i, id_ in enumerate(group.ids)
+        ]  # fmt: skip
+        await self._record(Recorded(collection, groups=groups), rows)
         return len(records)
 
-    async def _validate(self, collection: str, records: list[VectorRecord]) -> None:
+    async def _prepare(self, collection: str, records: list[VectorRecord]) -> list[PreparedGroup]:
         """The store's own checks; only the universal ones while it cannot be reached."""
+        prepare = getattr(self.index, "prepare_records", None)
         validate = getattr(self.index, "validate_records", None)
-        if validate is not None:
-            try:
+        try:
+            if prepare is not None:
+                return list(await prepare(collection, records))
+            if validate is not None:
                 await validate(collection, records)
-                return
-            except BackendUnavailableError:
-                # The point of the outbox: the commit need not wait for the store.
-                log.info("vector store unreachable; the records are checked again when applied")
-        for record in records:
-            check_vector(record.vector)
-            to_json(record.metadata)
+                return _converted(records, cosine=False)
+        except BackendUnavailableError:
+            # The point of the outbox: the commit need not wait for the store.
+            log.info("vector store unreachable; the records are checked again when applied")
+        return _converted(records, cosine=True)
 
     async def delete(self, collection: str, ids: Sequence[RecordId]) -> int:
         """Remove these ids from the store after commit."""
         collection_table(collection)
         unique = list(dict.fromkeys(ids))
-        await self._record(collection, [(i, "delete", json.dumps({"id": i})) for i in unique])
+        rows = [
+            {"record_id": str(i), "op": "delete", "payload": json.dumps({"id": i}), "vector": None}
+            for i in unique
+        ]
+        await self._record(Recorded(collection, deletes=unique), rows)
         return len(unique)
 
     async def delete_where(self, collection: str, filters: Mapping[str, Any]) -> int:
@@ -123,29 +141,33 @@ class OutboxVectorIndex:
             raise AttributeError(name)
         return getattr(self.index, name)
 
-    async def _record(self, collection: str, ops: list[tuple[RecordId, str, str]]) -> None:
-        if not ops:
+    async def _record(self, recorded: Recorded, rows: list[dict[str, Any]]) -> None:
+        """Insert the rows (one executemany); apply ``recorded`` from memory after commit."""
+        if not rows:
             return
-        batch = uuid.uuid4().hex
         now = utcnow()
-        rows = [
-            {"batch": batch, "collection": collection, "record_id": str(record_id), "op": op,
-             "payload": payload, "attempts": 0, "created_at": now, "updated_at": now}
-            for record_id, op, payload in ops
-        ]  # fmt: skip
+        common = {"batch": recorded.batch, "collection": recorded.collection, "attempts": 0,
+                  "created_at": now, "updated_at": now}  # fmt: skip
+        for row in rows:
+            row.update(common)
         with translate_errors("recording vector writes in the outbox"):
-            for start in range(0, len(rows), PAGE):
-                await self.uow.session.execute(outbox.insert(), rows[start : start + PAGE])
-        engine = self.uow.session.bind
-        self.uow.after_commit(lambda: self._apply(engine, batch))
+            await self.uow.session.execute(outbox.insert(), rows)
+        recorded.rows = len(rows)
+        self._engine = self.uow.session.bind
+        self._recorded.append(recorded)
+        self.uow.after_commit(self._apply)
 
-    async def _apply(self, engine: AsyncEngine, batch: str) -> None:
+    async def _apply(self) -> None:
+        # One hook per write call; the first to run applies every write of the transaction.
+        recorded, self._recorded = self._recorded, []
+        if not recorded:
+            return
         try:
-            report = await drain(self.index, engine, batch=batch)
+            report = await apply_recorded(self.index, self._engine, recorded)
         except Exception as exc:  # the commit stands; the rows stay pending for a replay
             log.warning(
-                "vector outbox: could not apply batch %s (%s); `archon-db vectors sync` will",
-                batch,
+                "vector outbox: could not apply %d write(s) (%s); `archon-db vectors sync` will",
+                len(recorded),
                 mask_secrets(str(exc)),
             )
             report = DrainReport(errors=[mask_secrets(str(exc))])
@@ -171,12 +193,5 @@ class OutboxVectorIndex:
         return {row.record_id: (row.op, decode_payload(row.payload)) for row in rows}
 
 
-def _payload(record: VectorRecord) -> str:
-    return json.dumps(
-        {
-            "id": record.id,
-            "vector": [float(x) for x in record.vector],
-            "metadata": from_json(to_json(record.metadata)),
-            "document": record.document,
-        }
-    )
+def _converted(records: list[VectorRecord], *, cosine: bool) -> list[PreparedGroup]:
+    return [prepare_group(d, group, cosine=cosine) for d, group in by_dimension(records).items()]

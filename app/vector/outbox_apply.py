@@ -1,0 +1,158 @@
+"""Applying a Unit of Work's outbox writes after its commit, from memory.
+
+The rows a Unit of Work inserted hold what it still has in memory, already checked and converted
+(``PreparedGroup``), so after the commit there is nothing to read back and decode: the rows of
+its keys are locked, and when they are exactly its own (none rolled back by a savepoint, none
+newer or older from another writer still pending) its operations are applied straight from memory
+and its rows deleted in one statement. Anything else is left to ``drain``, which applies what the
+rows hold. Either way the newest operation per id wins and a failure stays pending.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from app.domain.types import utcnow
+from app.errors import translate_errors
+from app.vector.external import PreparedGroup
+from app.vector.outbox import PAGE, DrainReport, drain, mask_secrets, outbox
+from app.vector.port import RecordId
+
+Key = tuple[str, str]
+
+
+@dataclass
+class Recorded:
+    """One write call's operations on one collection, recorded as ``rows`` rows of ``batch``."""
+
+    collection: str
+    groups: list[PreparedGroup] = field(default_factory=list)
+    deletes: list[RecordId] = field(default_factory=list)
+    batch: str = field(default_factory=lambda: uuid.uuid4().hex)
+    rows: int = 0
+
+
+@dataclass
+class _Plan:
+    """The newest operation per key of one collection: upserts by group, then deletes."""
+
+    upserts: dict[int, tuple[PreparedGroup, list[int]]] = field(default_factory=dict)
+    deletes: list[RecordId] = field(default_factory=list)
+
+
+async def apply_recorded(index: Any, engine: AsyncEngine, recorded: list[Recorded]) -> DrainReport:
+    """Apply a committed Unit of Work's writes (``recorded``, in the order they were made)."""
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        present = await _lock(session, recorded)
+        if present is not None and all(present[r.batch] in (0, r.rows) for r in recorded):
+            # A batch without rows was rolled back (or applied by a concurrent replay).
+            return await _apply(session, index, [r for r in recorded if present[r.batch]])
+    report = DrainReport()
+    for batch in dict.fromkeys(r.batch for r in recorded):
+        report.add(await drain(index, engine, batch=batch))
+    return report
+
+
+async def _lock(session: AsyncSession, recorded: list[Recorded]) -> Counter[str] | None:
+    """Lock every row of the written keys; rows per batch, ``None`` if another batch has some."""
+    ours = {r.batch for r in recorded}
+    keys: dict[str, dict[str, None]] = {}
+    for r in recorded:
+        ids = keys.setdefault(r.collection, {})
+        ids.update(dict.fromkeys(str(i) for g in r.groups for i in g.ids))
+        ids.update(dict.fromkeys(str(i) for i in r.deletes))
+    present: Counter[str] = Counter()
+    with translate_errors("reading the vector outbox"):
+        for collection, ids in keys.items():
+            for chunk in _chunks(list(ids)):
+                where = (outbox.c.collection == collection) & outbox.c.record_id.in_(chunk)
+                query = sa.select(outbox.c.batch).where(where).with_for_update()
+                present.update((await session.execute(query)).scalars())
+    return None if set(present) - ours else present
+
+
+async def _apply(session: AsyncSession, index: Any, recorded: list[Recorded]) -> DrainReport:
+    report = DrainReport()
+    batches = [r.batch for r in recorded]
+    settled: list[tuple[str, list[str], str | None]] = []
+    for collection, plan in _plans(recorded).items():
+        groups = [group.take(positions) for group, positions in plan.upserts.values()]
+        for op, count, keys in (
+            ("upsert", sum(len(g.ids) for g in groups), [str(i) for g in groups for i in g.ids]),
+            ("delete", len(plan.deletes), [str(i) for i in plan.deletes]),
+        ):
+            if not count:
+                continue
+            try:
+                if op == "upsert":
+                    await _upsert(index, collection, groups)
+                else:
+                    await index.delete(collection, plan.deletes)
+            except Exception as exc:  # recorded on the rows; replayed later
+                message = mask_secrets(f"{type(exc).__name__}: {exc}")
+                report.failed += count
+                report.errors.append(message)
+                settled.append((collection, keys, message))
+            else:
+                report.applied += count
+                settled.append((collection, keys, None))
+    await _settle(session, batches, settled)
+    return report
+
+
+def _plans(recorded: list[Recorded]) -> dict[str, _Plan]:
+    latest: dict[Key, tuple[PreparedGroup, int] | RecordId] = {}
+    for r in recorded:
+        for group in r.groups:
+            for position, id_ in enumerate(group.ids):
+                latest[(r.collection, str(id_))] = (group, position)
+        for id_ in r.deletes:
+            latest[(r.collection, str(id_))] = id_
+    plans: dict[str, _Plan] = {}
+    for (collection, _), op in latest.items():
+        plan = plans.setdefault(collection, _Plan())
+        if isinstance(op, tuple):
+            group, position = op
+            plan.upserts.setdefault(id(group), (group, []))[1].append(position)
+        else:
+            plan.deletes.append(op)
+    return plans
+
+
+async def _upsert(index: Any, collection: str, groups: list[PreparedGroup]) -> None:
+    write = getattr(index, "write_prepared", None)
+    if write is not None:
+        await write(collection, groups)
+    else:
+        await index.upsert(collection, [rec for group in groups for rec in group.records()])
+
+
+async def _settle(
+    session: AsyncSession, batches: list[str], settled: list[tuple[str, list[str], str | None]]
+) -> None:
+    """Delete the applied rows (one statement when all were) and mark the failed ones."""
+    ours = outbox.c.batch.in_(batches)
+    with translate_errors("clearing the vector outbox"):
+        if all(error is None for _, _, error in settled):
+            await session.execute(outbox.delete().where(ours))
+            return
+        for collection, keys, error in settled:
+            for chunk in _chunks(keys):
+                where = ours & (outbox.c.collection == collection) & outbox.c.record_id.in_(chunk)
+                if error is None:
+                    await session.execute(outbox.delete().where(where))
+                else:
+                    values = {"attempts": outbox.c.attempts + 1, "last_error": error,
+                              "updated_at": utcnow()}  # fmt: skip
+                    await session.execute(outbox.update().where(where).values(**values))
+
+
+def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
+    return [items[start : start + PAGE] for start in range(0, len(items), PAGE)]
