@@ -27,7 +27,10 @@ def _pooler_statement_name() -> str:
 def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) -> AsyncEngine:
     """An ``AsyncEngine`` for ``url`` configured for its dialect and the settings."""
     backend = make_url(url).get_backend_name()
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # No pre-ping: it costs a round trip per checkout. A connection the server dropped fails its
+    # first statement instead; SQLAlchemy then invalidates it and every older pooled connection,
+    # the caller gets BackendUnavailableError, and the next Unit of Work connects afresh.
+    kwargs: dict[str, Any] = {"pool_pre_ping": False}
     if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": settings.database_pool_timeout}
     else:
@@ -47,6 +50,9 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
             .update_query_dict({"prepared_statement_cache_size": "0"})
             .render_as_string(hide_password=False)
         )
+    pooled = settings.database_type is DatabaseType.SUPABASE
+    if backend == "postgresql" and read_only and not pooled:
+        _read_only_postgresql(kwargs)
     engine = create_async_engine(url, **kwargs)
     if backend == "sqlite":
         _configure_sqlite(engine, read_only=read_only)
@@ -54,6 +60,22 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
         _install_query_logging(engine, settings.slow_query_threshold_ms)
     log.debug("engine created for %s", mask_url(url))
     return engine
+
+
+def _read_only_postgresql(kwargs: dict[str, Any]) -> None:
+    """Readers without BEGIN/ROLLBACK round trips: each statement is its own transaction.
+
+    The server refuses writes on these connections (``default_transaction_read_only``, sent at
+    connection start-up, so it costs no round trip). Not behind a transaction pooler, which
+    rejects unknown start-up parameters.
+    """
+    kwargs["connect_args"] = {"server_settings": {"default_transaction_read_only": "on"}}
+    kwargs["execution_options"] = {"isolation_level": "AUTOCOMMIT"}
+
+
+def is_autocommit(engine: AsyncEngine) -> bool:
+    """Whether ``engine``'s connections run each statement in its own transaction."""
+    return engine.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
 
 
 def _configure_sqlite(engine: AsyncEngine, *, read_only: bool) -> None:
