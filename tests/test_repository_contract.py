@@ -10,7 +10,7 @@ from sqlalchemy import event
 
 from app.bootstrap import DataLayer
 from app.domain import CrawledPage, Setting, Source, Task, TaskStatus
-from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.errors import ConflictError, DataLayerError, InvalidInputError, NotFoundError
 from app.repositories import bulk
 from app.repositories.base import SqlAlchemyRepository
 from app.repositories.bulk import MAX_ROWS
@@ -55,18 +55,37 @@ class TestRepositoryContract:
         row = await sql.all(f"SELECT url, source_id FROM {PAGES} WHERE id = :id", id=page.id)
         assert [tuple(r) for r in row] == [(page.url, source.source_id)]
 
-    async def test_duplicate_key_is_a_conflict_and_the_unit_of_work_stays_usable(
+    async def test_duplicate_key_in_a_savepoint_leaves_the_unit_of_work_usable(
         self, layer: DataLayer, sql: Sql
     ) -> None:
         source = await add_source(layer)
         async with layer.uow() as uow:
             with pytest.raises(ConflictError):
-                await repo(uow, Source).add(SourceFactory.build(source_id=source.source_id))
+                async with uow.savepoint():
+                    await repo(uow, Source).add(SourceFactory.build(source_id=source.source_id))
             await repo(uow, Setting).add(SettingFactory.build(key="AFTER_CONFLICT"))
             await uow.commit()
         assert await sql.scalar("SELECT COUNT(*) FROM archon_sources") == 1
         key = "SELECT COUNT(*) FROM archon_settings WHERE {} = 'AFTER_CONFLICT'"
         assert await sql.scalar(key.format(_quote(layer, "key"))) == 1
+
+    async def test_a_failed_write_outside_a_savepoint_needs_a_rollback(
+        self, layer: DataLayer, sql: Sql
+    ) -> None:
+        source = await add_source(layer)
+        async with layer.uow() as uow:
+            await repo(uow, Setting).add(SettingFactory.build(key="BEFORE_CONFLICT"))
+            with pytest.raises(ConflictError):
+                await repo(uow, Source).add(SourceFactory.build(source_id=source.source_id))
+            with pytest.raises(DataLayerError, match=r"uow\.savepoint\(\)"):
+                await repo(uow, Setting).add(SettingFactory.build(key="AFTER_CONFLICT"))
+            with pytest.raises(DataLayerError, match="nothing was committed"):
+                await uow.commit()
+            # after the rollback the Unit of Work starts over
+            await repo(uow, Setting).add(SettingFactory.build(key="AFTER_ROLLBACK"))
+            await uow.commit()
+        keys = await sql.all(f"SELECT {_quote(layer, 'key')} FROM archon_settings")
+        assert [r[0] for r in keys] == ["AFTER_ROLLBACK"]
 
     async def test_missing_parent_is_a_conflict(self, layer: DataLayer) -> None:
         async with layer.uow() as uow:

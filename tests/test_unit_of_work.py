@@ -8,6 +8,7 @@ import pytest
 
 from app.domain import Project, Source
 from app.errors import (
+    BackendUnavailableError,
     ConflictError,
     DataLayerError,
     InvalidInputError,
@@ -157,3 +158,43 @@ def _text(statement: str):
     from sqlalchemy import text
 
     return text(statement)
+
+
+_SERVER_CONNECTIONS = {
+    "postgresql": "SELECT pid FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    "mysql": "SELECT id FROM information_schema.processlist "
+    "WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+}
+_KILL = {"postgresql": "SELECT pg_terminate_backend(:id)", "mysql": "KILL :id"}
+
+
+@pytest.mark.backends("pgvector", "postgres", "mariadb")
+async def test_a_database_restart_fails_one_call_then_the_next_works(layer, sql) -> None:
+    """Pooled connections are not pinged: one the server dropped fails once, translated, and the
+    pool is renewed, so the next Unit of Work works (writers and readers alike)."""
+    async with layer.uow() as uow:
+        project = await uow.projects.add(Project(title="before"))
+        await uow.commit()
+    async with layer.uow(read_only=True) as uow:
+        assert await uow.projects.get(project.id) is not None
+    for (pid,) in await sql.all(_SERVER_CONNECTIONS[layer.dialect_name]):
+        await sql.execute(_KILL[layer.dialect_name], id=pid)
+    await asyncio.sleep(0.2)
+
+    async def write() -> None:
+        async with layer.uow() as uow:
+            await uow.projects.update(project.id, {"title": "after"})
+            await uow.commit()
+
+    async def read() -> str:
+        async with layer.uow(read_only=True) as uow:
+            return (await uow.projects.get_or_raise(project.id)).title
+
+    for call in (write, read):
+        try:
+            await call()
+        except BackendUnavailableError:
+            pass  # the dropped connection: reported once, as what it is
+    await write()
+    assert await read() == "after"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -14,7 +14,14 @@ from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.domain.types import utcnow
-from app.errors import InvalidInputError, NotFoundError, translate_errors
+from app.errors import (
+    BackendUnavailableError,
+    DataLayerError,
+    InvalidInputError,
+    NotFoundError,
+    RetryableError,
+    translate_errors,
+)
 from app.filter_eval import evaluate
 from app.filters import parse_filters
 from app.repositories import bulk
@@ -27,6 +34,7 @@ from app.repositories.paging import (
     order_keys,
 )
 from app.repositories.sql_filters import compile_filters, compile_node
+from app.repositories.state import FAILED, check_usable, mark_failed
 from app.repositories.validation import ModelColumns, columns_of, validator_for
 
 T = TypeVar("T")
@@ -182,12 +190,39 @@ class SqlAlchemyRepository(Generic[T]):
 
     @asynccontextmanager
     async def _atomic(self, action: str) -> AsyncIterator[None]:
-        """A savepoint: a failure undoes only this call and leaves the Unit of Work usable."""
-        with translate_errors(f"{action} {self._name}"):
-            async with self.session.begin_nested():
+        """A savepoint around a write of several statements: a failure undoes only this call."""
+        check_usable(self.session)
+        try:
+            with translate_errors(f"{action} {self._name}"):
+                async with self.session.begin_nested():
+                    yield
+        except (RetryableError, BackendUnavailableError):
+            self.session.info[FAILED] = f"{action} {self._name}"  # the transaction is gone
+            raise
+
+    @asynccontextmanager
+    async def _single(self, action: str) -> AsyncIterator[None]:
+        """One statement, atomic on its own: no savepoint (it would cost two round trips).
+
+        A database error leaves the Unit of Work needing a rollback (see ``app.repositories.state``)
+        unless the caller wrapped the call in ``uow.savepoint()``.
+        """
+        check_usable(self.session)
+        try:
+            with translate_errors(f"{action} {self._name}"):
                 yield
+        except DataLayerError as exc:
+            if exc.__cause__ is not None:
+                mark_failed(self.session, f"{action} {self._name}")
+            raise
+
+    def _write(self, action: str, statements: int) -> AbstractAsyncContextManager[None]:
+        return self._single(action) if statements <= 1 else self._atomic(action)
 
     async def _dialect(self) -> Dialect:
+        dialect = self.session.get_bind().dialect
+        if dialect.server_version_info is not None:  # initialized by a first connection
+            return dialect
         with translate_errors(f"connecting for {self._name}"):
             connection = await self.session.connection()
         return connection.dialect
@@ -197,6 +232,7 @@ class SqlAlchemyRepository(Generic[T]):
     async def get(self, id: Any) -> T | None:
         """The entity with primary key ``id``, or ``None``."""
         key = self._pk_value(id)
+        check_usable(self.session)
         with translate_errors(f"loading {self._name}"):
             return await self.session.get(self.model, key)
 
@@ -282,7 +318,7 @@ class SqlAlchemyRepository(Generic[T]):
         if not all(sa.inspect(e).transient for e in items):
             raise InvalidInputError(f"a {self._name} given to add_many is already stored")
         dialect = await self._dialect()
-        async with self._atomic("adding"):
+        async with self._write("adding", len(items)):
             inserted = await bulk.insert_all(self.session, dialect, self.columns, items)
         for entity in inserted:  # they are rows now: let the session know them as such
             make_transient_to_detached(entity)
@@ -297,11 +333,34 @@ class SqlAlchemyRepository(Generic[T]):
             raise InvalidInputError(f"the primary key of {self._name} cannot be updated")
         if "updated_at" in self.columns.by_name:
             checked.setdefault(self.columns.attr_of["updated_at"], utcnow())
+        key = self._pk_value(id)
+        loaded = self.session.identity_map.get((self.model, (key,), None))
+        if loaded is not None or not checked:
+            return await self._update_loaded(id, checked)
+        stmt = sa.update(self.model).where(self.columns.pk == key).values(checked)
+        stmt = stmt.execution_options(synchronize_session=False)
+        dialect = await self._dialect()
+        async with self._single("updating"):
+            if dialect.update_returning:  # one round trip: the row comes back as the entity
+                entity = (await self.session.scalars(stmt.returning(self.model))).one_or_none()
+            else:  # MySQL/MariaDB: no UPDATE ... RETURNING (rowcount counts matched rows)
+                result = await self.session.execute(stmt)
+                matched = int(result.rowcount)  # type: ignore[attr-defined]
+                entity = await self.session.get(self.model, key) if matched else None
+        if entity is None:
+            raise NotFoundError(f"{self._name} {id!r} does not exist")
+        return entity
+
+    async def _update_loaded(self, id: Any, checked: dict[str, Any]) -> T:
+        """Update through the entity this session holds, so it and the row stay the same."""
         entity = await self.get_or_raise(id)
-        async with self._atomic("updating"):
+        session = self.session
+        # Only this entity's UPDATE to flush: one statement, no savepoint needed.
+        alone = not (session.new or session.deleted) and all(e is entity for e in session.dirty)
+        async with self._write("updating", 1 if alone else 2):
             for attr, value in checked.items():
                 setattr(entity, attr, value)
-            await self.session.flush()
+            await session.flush()
         return entity
 
     async def upsert_many(
@@ -313,7 +372,7 @@ class SqlAlchemyRepository(Generic[T]):
         if not items:
             return 0
         dialect = await self._dialect()
-        async with self._atomic("upserting"):
+        async with self._write("upserting", len(items)):
             return await bulk.upsert_all(self.session, dialect, plan, items)
 
     async def delete(self, id: Any) -> bool:
@@ -340,7 +399,7 @@ class SqlAlchemyRepository(Generic[T]):
     async def _delete(
         self, where: ColumnElement[bool], matches: Callable[[dict[str, Any]], bool]
     ) -> int:
-        async with self._atomic("deleting"):
+        async with self._single("deleting"):
             result = await self.session.execute(sa.delete(self.table).where(where))
         self._forget(matches)
         return int(result.rowcount)  # type: ignore[attr-defined]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,7 @@ from app.errors import (
     UnsupportedFeatureError,
     translate_errors,
 )
+from app.repositories.state import FAILED, check_usable, failed_message
 
 if TYPE_CHECKING:
     from app.crypto import CredentialCipher
@@ -79,15 +81,18 @@ class SqlAlchemyUnitOfWork:
         return self._session
 
     async def __aenter__(self) -> Self:
-        self._session = self._sessionmaker()
+        self._session = session = self._sessionmaker()
+        bind = session.get_bind()
+        # A read-only Unit of Work on an autocommit reader sends no BEGIN/ROLLBACK at all.
+        self._autocommit = self.read_only and not self.isolation_level and _is_autocommit(bind)
         options: dict[str, Any] = {}
         if self.isolation_level:
             options["isolation_level"] = self.isolation_level
-        if self.read_only and self._session.get_bind().dialect.name == "postgresql":
+        if self.read_only and bind.dialect.name == "postgresql" and not self._autocommit:
             options["postgresql_readonly"] = True
         if options:
             with translate_errors("opening the transaction"):
-                await self._session.connection(execution_options=options)
+                await session.connection(execution_options=options)
         return self
 
     async def __aexit__(
@@ -111,6 +116,10 @@ class SqlAlchemyUnitOfWork:
                 "a read-only Unit of Work cannot commit; open layer.uow()"
             )
         session = self.session
+        failed = session.info.get(FAILED)
+        if failed is not None:
+            await self.rollback()
+            raise DataLayerError(f"nothing was committed: {failed_message(failed)}")
         try:
             with translate_errors("commit"):
                 await session.commit()
@@ -124,16 +133,19 @@ class SqlAlchemyUnitOfWork:
     async def rollback(self) -> None:
         """Discard the transaction's writes; the Unit of Work stays usable."""
         self._after_commit.clear()
+        self.session.info.pop(FAILED, None)
         await self.session.rollback()
 
     async def flush(self) -> None:
         """Send pending changes now (to see generated ids or constraint errors early)."""
+        check_usable(self.session)
         with translate_errors("flush"):
             await self.session.flush()
 
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """Nested work: an exception inside rolls back only what was done inside."""
+        check_usable(self.session)
         with translate_errors("savepoint"):
             async with self.session.begin_nested():
                 yield
@@ -147,7 +159,20 @@ class SqlAlchemyUnitOfWork:
         """The vector index, bound to this Unit of Work's transaction where it can be."""
         if self._vector_binder is None:
             raise UnsupportedFeatureError("no vector index is configured for this data layer")
-        return self._vector_binder(self)
+        bound = self._vector_binder(self)
+        # Vector queries may tune the server for their transaction (SET LOCAL): they need one.
+        return _InTransaction(bound, self._begin) if self._autocommit else bound
+
+    async def _begin(self) -> None:
+        """Leave autocommit: what follows runs in one (read-only) transaction."""
+        if not self._autocommit:
+            return
+        self._autocommit = False
+        session = self.session
+        with translate_errors("opening the transaction"):
+            if session.in_transaction():
+                await session.commit()  # autocommit: nothing to send, nothing is expired
+            await session.connection(execution_options={"isolation_level": "READ COMMITTED"})
 
     @cached_property
     def sources(self) -> SqlAlchemySourceRepository:
@@ -209,6 +234,30 @@ class SqlAlchemyUnitOfWork:
         from app.repositories import SqlAlchemyPromptRepository
 
         return SqlAlchemyPromptRepository(self.session)
+
+
+class _InTransaction:
+    """A vector index whose calls first make the Unit of Work leave autocommit."""
+
+    def __init__(self, target: Any, begin: Callable[[], Awaitable[None]]) -> None:
+        self._target = target
+        self._begin = begin
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._target, name)
+        if not inspect.iscoroutinefunction(found):
+            return found
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            await self._begin()
+            return await found(*args, **kwargs)
+
+        return call
+
+
+def _is_autocommit(bind: Any) -> bool:
+    options = bind.get_execution_options() if hasattr(bind, "get_execution_options") else {}
+    return bool(options.get("isolation_level") == "AUTOCOMMIT")
 
 
 async def run_in_transaction(
