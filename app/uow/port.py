@@ -27,6 +27,19 @@ class UnitOfWork(Protocol):
     ``async with uow:`` opens it; ``await uow.commit()`` makes its writes durable; leaving the block
     without committing rolls everything back, and the session is always closed. Repositories flush
     but never commit. A Unit of Work must not be shared between concurrent tasks.
+
+    A repository write that fails in the database (``ConflictError``, a rejected value, a lost
+    race) ends the transaction: on PostgreSQL a failed statement aborts it, and every backend
+    behaves the same. Every later call, and ``commit()``, then raises ``DataLayerError`` naming
+    ``uow.savepoint()``; ``rollback()`` starts over. To go on after a write that may fail, run it
+    inside ``async with uow.savepoint():``, whose failure undoes only what it wrapped. (Writes are
+    sent without a savepoint of their own, which would cost two round trips each; a call that
+    sends several statements, such as a multi-batch ``add_many``, is all-or-nothing either way.)
+
+    ``read_only=True`` may be served by a read replica or by connections that run each statement
+    in its own read-only transaction (no BEGIN/ROLLBACK round trips): reads see what was
+    committed when each one ran, as under PostgreSQL's default READ COMMITTED. Ask for an
+    ``isolation_level`` to read from one snapshot.
     """
 
     sources: SourceRepository
