@@ -39,7 +39,7 @@ class UnitOfWork(Protocol):
     ``read_only=True`` may be served by a read replica or by connections that run each statement
     in its own read-only transaction (no BEGIN/ROLLBACK round trips): reads see what was
     committed when each one ran, as under PostgreSQL's default READ COMMITTED. Ask for an
-    ``isolation_level`` to read from one snapshot.
+    ``isolation_level="REPEATABLE READ"`` to read from one snapshot.
     """
 
     sources: SourceRepository
