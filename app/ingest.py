@@ -169,8 +169,7 @@ async def ingest(
     # The first batch is checked (and its vector column made sure of) before any write.
     first = next(batches, [])
     pending: _Batch | None = run.check(first)
-    if run.dimension is not None:
-        await layer.vector_index.ensure_collection(run.collection, run.dimension)
+    await _ensure_column(run)
     async with layer.uow() as uow:
         await _upsert_source(uow, source)
         while pending is not None:
@@ -195,9 +194,19 @@ async def _check_more(run: _Ingestion, items: list[Item]) -> _Batch:
     """A later batch: checked; a first vector length met here gets its column now."""
     had = run.dimension
     batch = run.check(items)
-    if had is None and run.dimension is not None:
-        await run.layer.vector_index.ensure_collection(run.collection, run.dimension)
+    if had is None:
+        await _ensure_column(run)
     return batch
+
+
+async def _ensure_column(run: _Ingestion) -> None:
+    """The vector column (or collection) for the ingest's vectors; skipped when known."""
+    index = run.layer.vector_index
+    if run.dimension is None:
+        return
+    if isinstance(index, SqlVectorIndex) and index.has_dimension(run.collection, run.dimension):
+        return  # a round trip (and a transaction of its own) saved on every call
+    await index.ensure_collection(run.collection, run.dimension)
 
 
 async def _upsert_source(uow: SqlAlchemyUnitOfWork, source: Source) -> None:

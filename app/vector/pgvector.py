@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
 
 from app.errors import InvalidInputError, UnsupportedFeatureError, translate_errors
 from app.filters import OPERATORS
@@ -243,10 +242,8 @@ class PgVectorIndex(SqlVectorIndex):
             limit = 2 * k
         else:
             order, limit = exact, k
-        if whole:
-            fields = list(table.c)
-        else:
-            fields = [table.c[name] for name in ("id", "source_id", "url", "chunk_number")]
+        fields = [table.c[name] for name in ("id", "source_id", "url", "chunk_number")]
+        if not whole:
             fields += [table.c.embedding_model, table.c["metadata"]]
         candidates = (
             sa.select(*fields, exact.label("distance"))
@@ -257,6 +254,11 @@ class PgVectorIndex(SqlVectorIndex):
         )
         order_by = (candidates.c.distance, candidates.c.id)
         if whole:
-            entity = aliased(ENTITIES[collection], candidates)
-            return sa.select(entity, candidates.c.distance).order_by(*order_by).limit(k)
+            # The other columns joined to the k rows only: a sequential scan (small tables)
+            # then sorts narrow rows, not whole chunks.
+            entity = ENTITIES[collection]
+            joined = sa.select(entity, candidates.c.distance).join(
+                candidates, entity.id == candidates.c.id
+            )
+            return joined.order_by(*order_by).limit(k)
         return sa.select(candidates).order_by(*order_by).limit(k)

@@ -25,6 +25,8 @@ from app.errors import (
     UnsupportedFeatureError,
     translate_errors,
 )
+from app.repositories.bulk_insert import insert_with_columns
+from app.repositories.validation import columns_of
 from app.vector.port import (
     RecordId,
     VectorCapabilities,
@@ -32,8 +34,6 @@ from app.vector.port import (
     VectorRecord,
     collection_table,
 )
-from app.repositories.bulk_insert import insert_with_columns
-from app.repositories.validation import columns_of
 from app.vector.sql_common import (
     ENTITIES,
     ENTITIES_BY_TABLE,
@@ -108,6 +108,10 @@ class SqlVectorIndex:
             f"To store {dimension}-length vectors, ensure_collection(..., {dimension}) or run "
             f"{add_dimension_hint(dimension)}"
         )
+
+    def has_dimension(self, collection: str, dimension: int) -> bool:
+        """Whether ``embedding_<dimension>`` is known to exist (as last read; no round trip)."""
+        return dimension in self._dimensions.get(collection_table(collection), {})
 
     async def ensure_collection(
         self, collection: str, dimension: int, metric: str = "cosine"
