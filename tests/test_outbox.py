@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -172,6 +173,59 @@ async def test_a_stopped_store_keeps_the_commit_and_sync_brings_it_level(
     assert await server_layer.vector_index.count(COLLECTION) == 8
     hits = await server_layer.vector_index.query(COLLECTION, list(VECTORS[3]), k=1)
     assert hits[0].id == ids[3]
+
+
+async def test_the_outbox_holds_vectors_as_float32_bytes(
+    server_layer: DataLayer, server: ChromaServer
+) -> None:
+    server.stop()
+    ids = await write_pages(server_layer, 3)
+
+    rows = await fetch_all(
+        server_layer, f"SELECT record_id, payload, vector FROM {OUTBOX_TABLE} ORDER BY id"
+    )
+    assert [row.record_id for row in rows] == [str(i) for i in ids]
+    for position, row in enumerate(rows):
+        stored = np.frombuffer(bytes(row.vector), dtype="<f4")
+        assert np.array_equal(stored, np.asarray(VECTORS[position], dtype=np.float32))
+        assert '"vector"' not in row.payload and f'"n": {position}' in row.payload
+
+
+async def test_writes_undone_inside_the_unit_of_work_never_reach_the_store(
+    embedded_layer: DataLayer,
+) -> None:
+    async with embedded_layer.uow() as uow:
+        await uow.vectors.upsert(COLLECTION, [_record(1, 1, "src-x")])
+        await uow.rollback()  # the first write is gone; the Unit of Work goes on
+        await uow.vectors.upsert(COLLECTION, [_record(2, 2, "src-x")])
+        with pytest.raises(RuntimeError):
+            async with uow.savepoint():
+                await uow.vectors.upsert(COLLECTION, [_record(3, 3, "src-x")])
+                raise RuntimeError("undo the savepoint")
+        await uow.vectors.upsert(COLLECTION, [_record(4, 4, "src-x")])
+        await uow.commit()
+
+    hits = await embedded_layer.vector_index.query(COLLECTION, list(VECTORS[0]), k=10)
+    assert sorted(int(h.id) for h in hits) == [2, 4]
+    assert await outbox_rows(embedded_layer) == []
+
+
+async def test_a_newer_write_supersedes_an_older_pending_one(
+    server_layer: DataLayer, server: ChromaServer
+) -> None:
+    server.stop()
+    ids = await write_pages(server_layer, 2)  # pending: the store is down
+    server.start()
+    async with server_layer.uow() as uow:
+        await uow.vectors.upsert(COLLECTION, [_record(ids[0], 0, "src-a", VECTORS[30])])
+        await uow.commit()
+        assert uow.vectors.last_report.failed == 0
+
+    # Both rows of ids[0] went (the older one superseded); ids[1] waits for a replay.
+    assert [row.record_id for row in await outbox_rows(server_layer)] == [str(ids[1])]
+    (hit,) = await server_layer.vector_index.query(COLLECTION, list(VECTORS[30]), k=1)
+    assert hit.id == ids[0] and hit.score == pytest.approx(1.0, abs=1e-3)
+    assert await server_layer.vector_index.count(COLLECTION) == 1
 
 
 async def test_deleting_rows_deletes_their_vectors(embedded_layer: DataLayer) -> None:
