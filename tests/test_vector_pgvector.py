@@ -246,3 +246,52 @@ async def test_describe_tells_pgvectors_version_and_the_stored_vectors(
     assert described["backend"] == "pgvector" and described["iterative scans"] is True
     assert described["pgvector"].startswith("0.8")
     assert described["vectors"]["crawled_pages"][1024] == 2
+
+
+async def test_the_search_settings_govern_the_scan_in_the_querys_own_statement(
+    pg_layer: DataLayer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = await add_chunks(pg_layer.engine, COLLECTION, [chunk_fields(i) for i in range(50)])
+    vectors = clustered(50, DIMENSION, seed=4)
+    await pg_layer.vector_index.upsert(COLLECTION, records(ids, vectors, [{}] * 50))
+    monkeypatch.setattr("app.vector.pgvector.ef_search", lambda k: 1)
+    monkeypatch.setattr("app.vector.pgvector.ITERATIVE_SCANS", (999,))
+    statements: list[str] = []
+    sa.event.listen(
+        pg_layer.engine.sync_engine,
+        "before_cursor_execute",
+        lambda *args: statements.append(args[2]),
+    )
+
+    async with pg_layer.uow() as uow:
+        await uow.session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+        statements.clear()
+        hits = await uow.vectors.query(COLLECTION, vectors[3].tolist(), k=5)
+        rows = await uow.vectors.query_entities(COLLECTION, vectors[3].tolist(), k=5)
+
+    # ef_search = 1 reached the HNSW scan: it stopped after one candidate.
+    assert [hit.id for hit in hits] == [ids[3]]
+    assert [entity.id for entity, _ in rows] == [ids[3]]
+    assert len(statements) == 2 and all("set_config" in s for s in statements)
+
+
+async def test_vector_search_is_one_statement_with_the_rows(pg_layer: DataLayer) -> None:
+    ids = await add_chunks(pg_layer.engine, COLLECTION, [chunk_fields(i) for i in range(20)])
+    vectors = clustered(20, DIMENSION, seed=5)
+    await pg_layer.vector_index.upsert(COLLECTION, records(ids, vectors, [{}] * 20))
+    statements: list[str] = []
+    sa.event.listen(
+        pg_layer.engine.sync_engine,
+        "before_cursor_execute",
+        lambda *args: statements.append(args[2]),
+    )
+
+    hits = await pg_layer.search(COLLECTION, vector=vectors[7].tolist(), k=3, mode="vector")
+
+    assert hits[0].entity.id == ids[7] and len(hits) == 3
+    stored = await Sql(pg_layer).scalar(
+        "SELECT content FROM archon_crawled_pages WHERE id = :i", i=ids[7]
+    )
+    assert hits[0].entity.content == stored
+    assert hits[0].match_type == "vector" and hits[0].score == pytest.approx(1.0, abs=1e-3)
+    assert len(statements) == 1

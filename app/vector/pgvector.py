@@ -4,8 +4,8 @@ Vectors travel in pgvector's binary format (its asyncpg codec, registered once p
 Columns up to 2000 dimensions are indexed as ``vector``; up to 4000 through a ``halfvec``
 expression index, which a query uses by ordering by the same expression and then re-ranking the
 candidates at full precision; longer ones are searched exactly. Each query sets ``hnsw.ef_search``
-and, with pgvector 0.8 or later, iterative scans (``SET LOCAL``), so a filtered query still finds
-``k`` rows when ``k`` rows match.
+and, with pgvector 0.8 or later, iterative scans (``set_config(..., true)`` in the query itself),
+so a filtered query still finds ``k`` rows when ``k`` rows match.
 """
 
 from __future__ import annotations
@@ -162,24 +162,28 @@ class PgVectorIndex(SqlVectorIndex):
                 return []
             where = self.filter_clause(collection, filters, embedding_model)
             await self._prepare_connection(session)
-            await self._tune(session, k)
             statement = self._nearest(collection, dimension, query_vector, k, where)
             with translate_errors(f"searching {table}"):
                 rows = (await session.execute(statement)).all()
         return [self.hit(row, 1.0 - float(row.distance)) for row in rows]
 
-    async def _tune(self, session: AsyncSession, k: int) -> None:
-        """This transaction's search settings, all in one round trip."""
-        _, version = await self._vector_extension(session)
+    def _settings(self, k: int) -> Any:
+        """A one-row subquery that sets this transaction's search settings when it is read.
+
+        Joined laterally to the nearest-rows query, its values gate the index scan (PostgreSQL
+        evaluates such a constant condition once, before the scan's first row), so the settings
+        travel in the query's own round trip: no statement of their own, and no transaction
+        needed for them (``set_config(..., true)`` lasts until the transaction ends).
+        """
+        assert self._extension is not None
         settings = {"hnsw.ef_search": str(ef_search(k))}
-        if version >= ITERATIVE_SCANS:
+        if self._extension[1] >= ITERATIVE_SCANS:
             settings["hnsw.iterative_scan"] = "relaxed_order"
-        calls = ", ".join(f"set_config(:n{i}, :v{i}, true)" for i in range(len(settings)))
-        params: dict[str, str] = {}
-        for i, (name, value) in enumerate(settings.items()):
-            params |= {f"n{i}": name, f"v{i}": value}
-        with translate_errors("tuning the vector search"):
-            await session.execute(sa.text(f"SELECT {calls}"), params)
+        calls = [
+            sa.func.set_config(sa.literal(name), sa.literal(value), sa.true()).label(f"s{i}")
+            for i, (name, value) in enumerate(settings.items())
+        ]
+        return sa.select(*calls).subquery("settings")
 
     async def query_entities(
         self,
@@ -204,7 +208,6 @@ class PgVectorIndex(SqlVectorIndex):
                 return []
             where = self.filter_clause(collection, filters, embedding_model)
             await self._prepare_connection(session)
-            await self._tune(session, k)
             statement = self._nearest(collection, dimension, query_vector, k, where, whole=True)
             with translate_errors(f"searching {table}"):
                 rows = (await session.execute(statement)).all()
@@ -245,20 +248,23 @@ class PgVectorIndex(SqlVectorIndex):
         fields = [table.c[name] for name in ("id", "source_id", "url", "chunk_number")]
         if not whole:
             fields += [table.c.embedding_model, table.c["metadata"]]
+        settings = self._settings(k)
+        applied = [c.is_not(None) for c in settings.c]
         candidates = (
             sa.select(*fields, exact.label("distance"))
-            .where(column.is_not(None), where)
+            .where(*applied, column.is_not(None), where)
             .order_by(order)
             .limit(limit)
-            .subquery("candidates")
+            .correlate_except(table)  # the outer query joins the table again, for the rows
+            .lateral("candidates")
         )
+        scope = settings.join(candidates, sa.true())
         order_by = (candidates.c.distance, candidates.c.id)
         if whole:
             # The other columns joined to the k rows only: a sequential scan (small tables)
             # then sorts narrow rows, not whole chunks.
             entity = ENTITIES[collection]
-            joined = sa.select(entity, candidates.c.distance).join(
-                candidates, entity.id == candidates.c.id
-            )
+            rows = scope.join(table, table.c.id == candidates.c.id)
+            joined = sa.select(entity, candidates.c.distance).select_from(rows)
             return joined.order_by(*order_by).limit(k)
-        return sa.select(candidates).order_by(*order_by).limit(k)
+        return sa.select(*candidates.c).select_from(scope).order_by(*order_by).limit(k)
