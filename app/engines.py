@@ -16,6 +16,7 @@ from app.config import DatabaseType, Settings, mask_url
 from app.filter_eval import json_contains
 
 log = logging.getLogger("app.sql")
+AUTOCOMMIT = "archon_autocommit"  # execution option marking engines of autocommit readers
 
 
 def _pooler_statement_name() -> str:
@@ -53,6 +54,10 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
     pooled = settings.database_type is DatabaseType.SUPABASE
     if backend == "postgresql" and read_only and not pooled:
         _read_only_postgresql(kwargs)
+    if backend == "sqlite" and read_only:
+        # No BEGIN/ROLLBACK: each read is its own transaction (every call to the driver's
+        # thread is a hop); an explicit isolation level still gets a transaction.
+        _autocommit(kwargs)
     engine = create_async_engine(url, **kwargs)
     if backend == "sqlite":
         _configure_sqlite(engine, read_only=read_only)
@@ -70,12 +75,19 @@ def _read_only_postgresql(kwargs: dict[str, Any]) -> None:
     rejects unknown start-up parameters.
     """
     kwargs["connect_args"] = {"server_settings": {"default_transaction_read_only": "on"}}
-    kwargs["execution_options"] = {"isolation_level": "AUTOCOMMIT"}
+    _autocommit(kwargs)
+
+
+def _autocommit(kwargs: dict[str, Any]) -> None:
+    # The connections' own level (set once per connection, never reset on check-in), and a mark
+    # the Unit of Work reads.
+    kwargs["isolation_level"] = "AUTOCOMMIT"
+    kwargs["execution_options"] = {AUTOCOMMIT: True}
 
 
 def is_autocommit(engine: AsyncEngine) -> bool:
     """Whether ``engine``'s connections run each statement in its own transaction."""
-    return engine.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    return bool(engine.get_execution_options().get(AUTOCOMMIT))
 
 
 def _configure_sqlite(engine: AsyncEngine, *, read_only: bool) -> None:
@@ -105,7 +117,10 @@ def _configure_sqlite(engine: AsyncEngine, *, read_only: bool) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
+        # Readers run autocommit unless a Unit of Work asked for an isolation level.
+        level = connection.get_execution_options().get("isolation_level")
+        if not read_only or level not in (None, "AUTOCOMMIT"):
+            connection.exec_driver_sql(begin)
 
 
 def _sqlite_json_contains(document: str | None, wanted: str | None) -> int | None:

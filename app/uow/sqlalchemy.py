@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.engines import AUTOCOMMIT
 from app.errors import (
     DataLayerError,
     InvalidInputError,
@@ -172,7 +173,10 @@ class SqlAlchemyUnitOfWork:
         with translate_errors("opening the transaction"):
             if session.in_transaction():
                 await session.commit()  # autocommit: nothing to send, nothing is expired
-            await session.connection(execution_options={"isolation_level": "READ COMMITTED"})
+            level = (
+                "SERIALIZABLE" if session.get_bind().dialect.name == "sqlite" else "READ COMMITTED"
+            )
+            await session.connection(execution_options={"isolation_level": level})
 
     @cached_property
     def sources(self) -> SqlAlchemySourceRepository:
@@ -257,7 +261,7 @@ class _InTransaction:
 
 def _is_autocommit(bind: Any) -> bool:
     options = bind.get_execution_options() if hasattr(bind, "get_execution_options") else {}
-    return bool(options.get("isolation_level") == "AUTOCOMMIT")
+    return bool(options.get(AUTOCOMMIT))
 
 
 async def run_in_transaction(
