@@ -6,10 +6,12 @@ tables ranked by ``bm25``; MySQL's FULLTEXT ``MATCH ... AGAINST`` in natural lan
 Hybrid fuses the vector and keyword top-``k`` lists by reciprocal rank (``1 / (60 + rank)``
 summed, ties to the smaller id), exactly as Archon's ``hybrid_search_*`` functions created by the
 migrations do, so both give the same rows. A row found by both lists matches as ``hybrid``.
+On pgvector, a vector search is one statement carrying its settings and the rows themselves.
 """
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +21,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInputError, translate_errors
+from app.vector.factory import AutoVectorIndex
+from app.vector.pgvector import PgVectorIndex
 from app.vector.port import MatchType, SearchHit, collection_table
 from app.vector.sql_common import ENTITIES, sql_filter
 
@@ -59,12 +63,15 @@ async def search(
         raise InvalidInputError(f"k must be an integer in 1..{MAX_K}, got {k!r}")
     if text is not None and "\x00" in text:
         raise InvalidInputError("search text contains a NUL byte")
+    index = layer.vector_index
+    if isinstance(index, AutoVectorIndex):
+        index = await index.resolve()
+    if chosen == "vector" and isinstance(index, PgVectorIndex):
+        assert vector is not None
+        return await _nearest_entities(
+            layer, index, collection, vector, k, filters, embedding_model
+        )
     async with layer.uow(read_only=True) as uow:
-        nearest = getattr(uow.vectors, "query_entities", None) if chosen == "vector" else None
-        if nearest is not None:  # the rows come with the nearest-rows query itself
-            assert vector is not None
-            found = await nearest(collection, vector, k, filters, embedding_model=embedding_model)
-            return [SearchHit(entity=e, score=score, match_type="vector") for e, score in found]
         by_vector: Ranked = []
         by_keyword: Ranked = []
         if chosen in ("vector", "hybrid"):
@@ -84,6 +91,32 @@ async def search(
             kind: MatchType = "vector" if chosen == "vector" else "keyword"
             ranked = [(rid, score, kind) for rid, score in (by_vector or by_keyword)]
         return await hydrate(uow.session, collection, ranked)
+
+
+async def _nearest_entities(
+    layer: DataLayer,
+    index: PgVectorIndex,
+    collection: str,
+    vector: Sequence[float],
+    k: int,
+    filters: Mapping[str, Any] | None,
+    embedding_model: str | None,
+) -> list[SearchHit]:
+    """Vector search on pgvector: ONE statement, settings and rows included, in autocommit.
+
+    A single statement sees one snapshot and writes nothing, so it needs no transaction:
+    autocommit spares the BEGIN and ROLLBACK round trips a read-only Unit of Work costs.
+    Served by a read replica when there are some, as read-only Units of Work are.
+    """
+    engine = random.choice(layer.read_engines) if layer.read_engines else layer.engine
+    with translate_errors("connecting for a vector search"):
+        async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
+                found = await index.bind(session).query_entities(
+                    collection, vector, k, filters, embedding_model=embedding_model
+                )
+    return [SearchHit(entity=e, score=score, match_type="vector") for e, score in found]
 
 
 def resolve_mode(mode: str, vector: Sequence[float] | None, text: str | None) -> str:
