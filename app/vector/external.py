@@ -172,6 +172,25 @@ class PreparedGroup:
         )
 
 
+def merged(groups: Sequence[PreparedGroup]) -> list[PreparedGroup]:
+    """Groups of the same dimension as one (a store takes one call per dimension)."""
+    by_length: dict[int, list[PreparedGroup]] = {}
+    for group in groups:
+        by_length.setdefault(group.dimension, []).append(group)
+    return [parts[0] if len(parts) == 1 else _concat(parts) for parts in by_length.values()]
+
+
+def _concat(parts: list[PreparedGroup]) -> PreparedGroup:
+    return PreparedGroup(
+        parts[0].dimension,
+        [id_ for part in parts for id_ in part.ids],
+        np.concatenate([part.matrix for part in parts]),
+        [flat for part in parts for flat in part.flat],
+        [text for part in parts for text in part.metadata_json],
+        [document for part in parts for document in part.documents],
+    )
+
+
 def by_dimension(records: Sequence[VectorRecord]) -> dict[int, list[VectorRecord]]:
     """Records grouped by vector length; of repeated ids the last one wins."""
     latest = {str(record.id): record for record in records}

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.domain.types import utcnow
 from app.errors import translate_errors
-from app.vector.external import PreparedGroup
+from app.vector.external import PreparedGroup, merged
 from app.vector.outbox import PAGE, DrainReport, drain, mask_secrets, outbox
 from app.vector.port import RecordId
 
@@ -83,7 +83,7 @@ async def _apply(session: AsyncSession, index: Any, recorded: list[Recorded]) ->
     batches = [r.batch for r in recorded]
     settled: list[tuple[str, list[str], str | None]] = []
     for collection, plan in _plans(recorded).items():
-        groups = [group.take(positions) for group, positions in plan.upserts.values()]
+        groups = merged([group.take(positions) for group, positions in plan.upserts.values()])
         for op, count, keys in (
             ("upsert", sum(len(g.ids) for g in groups), [str(i) for g in groups for i in g.ids]),
             ("delete", len(plan.deletes), [str(i) for i in plan.deletes]),
