@@ -148,3 +148,41 @@ async def test_without_returning_the_caller_is_told_to_insert_then_update(
         assert not bulk_insert.can_insert_with_columns(uow.session.bind.dialect)
         with pytest.raises(UnsupportedFeatureError, match="RETURNING"):
             await insert_with_columns(uow.session, columns_of(CrawledPage), _chunks(1), {})
+
+
+def _statements(layer: DataLayer) -> list[str]:
+    """The SQL statements sent through ``layer``'s engine from now on."""
+    import sqlalchemy as sa
+
+    sent: list[str] = []
+    sa.event.listen(
+        layer.engine.sync_engine, "before_cursor_execute", lambda *args: sent.append(args[2])
+    )
+    return sent
+
+
+async def test_add_many_sends_one_insert_per_batch_with_ids_in_input_order(
+    bulk_layer: DataLayer, sql: Sql
+) -> None:
+    chunks = _chunks(300)
+    async with bulk_layer.uow() as uow:
+        await uow.sources.upsert_many([Source(source_id="s1")], on=["source_id"])
+        sent = _statements(bulk_layer)
+        await uow.pages.add_many(chunks)
+        await uow.commit()
+
+    inserts = [s for s in sent if s.lstrip().upper().startswith("INSERT")]
+    assert 1 <= len(inserts) <= 2  # not one per row (SQLite used to send 300)
+    rows = await sql.all("SELECT id, content FROM archon_crawled_pages ORDER BY id")
+    assert [(r.id, r.content) for r in rows] == [(c.id, c.content) for c in chunks]
+
+
+def test_mysql_statements_are_bounded_by_bytes_as_well_as_parameters() -> None:
+    from app.repositories.bulk import STATEMENT_BYTES, batches, value_bytes
+
+    rows = [{"content": "x" * 100_000, "n": i} for i in range(200)]
+    chunks = list(batches(rows, 2, lambda row: value_bytes(row.values())))
+
+    assert sum(len(chunk) for chunk in chunks) == 200 and len(chunks) > 1
+    assert all(sum(value_bytes(r.values()) for r in c) <= STATEMENT_BYTES for c in chunks)
+    assert [len(c) for c in batches(rows, 2)] == [200]  # elsewhere: parameters and rows only

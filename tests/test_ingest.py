@@ -9,6 +9,7 @@ from app.bootstrap import DataLayer
 from app.domain import CodeExample, CrawledPage, Source
 from app.errors import ConflictError, InvalidInputError
 from app.testing.factories import CodeExampleFactory, CrawledPageFactory, SourceFactory
+from app.vector import VectorRecord
 from tests.support import Sql
 from tests.vector_fixtures import clustered, vector_layer
 
@@ -187,3 +188,69 @@ async def test_any_embedding_length_works_end_to_end(
     assert hits[0].entity.embedding_dimension == dimension
     vector_only = await vector_layer.search("crawled_pages", vector=query.tolist(), k=1)
     assert vector_only[0].score == pytest.approx(1.0, abs=2e-3)
+
+
+async def test_each_row_is_written_once_streamed_from_an_iterable(
+    vector_layer: DataLayer,
+) -> None:
+    import sqlalchemy as sa
+
+    sql = Sql(vector_layer)
+    source = SourceFactory.build()
+    pages = _pages(source, {"https://d.example.com/a": 5, "https://d.example.com/b": 4})
+    items = _items(pages)
+    await vector_layer.ingest(source, items[:3])  # stored rows, replaced below
+    sent: list[str] = []
+    sa.event.listen(
+        vector_layer.engine.sync_engine,
+        "before_cursor_execute",
+        lambda *args: sent.append(args[2]),
+    )
+    fresh = _pages(source, {"https://d.example.com/a": 5, "https://d.example.com/b": 4})
+    again = _items(fresh, seed=3)
+
+    report = await vector_layer.ingest(source, iter(again), batch_size=4)
+
+    assert (report.written, report.vectors, report.replaced, report.urls) == (9, 9, 3, 2)
+    updates = [s for s in sent if "UPDATE archon_crawled_pages" in s]
+    assert updates == []  # vectors travel in the rows' own write, never a second one
+    ids = [page.id for page in fresh]
+    assert None not in ids and len(set(ids)) == 9
+    rows = await sql.all(
+        "SELECT id, url, chunk_number FROM archon_crawled_pages WHERE embedding_384 IS NOT NULL"
+    )
+    assert {(r.id, r.url, r.chunk_number) for r in rows} == {
+        (p.id, p.url, p.chunk_number) for p in fresh
+    }
+    hits = await vector_layer.search("crawled_pages", vector=again[6][1], k=1)
+    assert hits[0].entity.id == fresh[6].id
+
+
+async def test_vector_upserts_are_one_statement_per_batch(vector_layer: DataLayer) -> None:
+    import sqlalchemy as sa
+
+    source = SourceFactory.build()
+    pages = _pages(source, {"https://d.example.com/u": 120})
+    async with vector_layer.uow() as uow:
+        await uow.sources.add(source)
+        await uow.pages.add_many(pages)
+        await uow.commit()
+    await vector_layer.vector_index.ensure_collection("crawled_pages", 384)
+    vectors = clustered(120, 384, centres=120, seed=9)
+    records = [
+        VectorRecord(id=p.id, vector=v.tolist(), metadata={"embedding_model": "m"})
+        for p, v in zip(pages, vectors, strict=True)
+    ]
+    sent: list[str] = []
+    sa.event.listen(
+        vector_layer.engine.sync_engine,
+        "before_cursor_execute",
+        lambda *args: sent.append(args[2]),
+    )
+    async with vector_layer.uow() as uow:
+        assert await uow.vectors.upsert("crawled_pages", records) == 120
+        await uow.commit()
+
+    assert len([s for s in sent if s.lstrip().upper().startswith("UPDATE ARCHON_CRAWLED")]) == 1
+    hits = await vector_layer.vector_index.query("crawled_pages", vectors[42].tolist(), k=1)
+    assert hits[0].id == pages[42].id and hits[0].metadata["embedding_model"] == "m"
