@@ -150,6 +150,33 @@ class PgVectorIndex(SqlVectorIndex):
         embedding_model: str | None = None,
     ) -> list[VectorHit]:
         """The ``k`` rows nearest to ``vector`` by cosine, matching ``filters``, best first."""
+        rows = await self._search(collection, vector, k, filters, embedding_model, whole=False)
+        return [self.hit(row, 1.0 - float(row.distance)) for row in rows]
+
+    async def query_entities(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        embedding_model: str | None = None,
+    ) -> list[tuple[Any, float]]:
+        """As ``query``, but (entity, score) pairs: the rows come with the nearest-rows query
+        itself, so no second query loads them. The entities are detached."""
+        rows = await self._search(collection, vector, k, filters, embedding_model, whole=True)
+        return [(entity, 1.0 - float(distance)) for entity, distance in rows]
+
+    async def _search(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int,
+        filters: Mapping[str, Any] | None,
+        embedding_model: str | None,
+        *,
+        whole: bool,
+    ) -> list[Any]:
         if k < 0:
             raise InvalidInputError(f"k must be >= 0, got {k}")
         table = collection_table(collection)
@@ -160,12 +187,38 @@ class PgVectorIndex(SqlVectorIndex):
             self._encode(self._dimensions[table][dimension], query_vector)
             if k == 0:
                 return []
-            where = self.filter_clause(collection, filters, embedding_model)
             await self._prepare_connection(session)
-            statement = self._nearest(collection, dimension, query_vector, k, where)
+            statement = self._statement(collection, dimension, k, filters, embedding_model, whole)
+            params = {"q": query_vector}
+            if VECTOR_INDEX_LIMIT < dimension <= HALFVEC_INDEX_LIMIT:
+                params["hq"] = query_vector
             with translate_errors(f"searching {table}"):
-                rows = (await session.execute(statement)).all()
-        return [self.hit(row, 1.0 - float(row.distance)) for row in rows]
+                rows = (await session.execute(statement, params)).all()
+            if whole:
+                for entity, _ in rows:
+                    # Detached, the loaded state outlives a read-only transaction's rollback.
+                    session.expunge(entity)
+        return list(rows)
+
+    def _statement(
+        self,
+        collection: str,
+        dimension: int,
+        k: int,
+        filters: Mapping[str, Any] | None,
+        embedding_model: str | None,
+        whole: bool,
+    ) -> Any:
+        """The nearest-rows statement; unfiltered ones are built once and reused (building
+        one costs more than PostgreSQL takes to answer a top-10 HNSW query)."""
+        if filters or embedding_model is not None:
+            where = self.filter_clause(collection, filters, embedding_model)
+            return self._nearest(collection, dimension, k, where, whole=whole)
+        cache = self._shared.setdefault("statements", {})
+        key = (collection, dimension, k, whole)
+        if key not in cache:
+            cache[key] = self._nearest(collection, dimension, k, sa.true(), whole=whole)
+        return cache[key]
 
     def _settings(self, k: int) -> Any:
         """A one-row subquery that sets this transaction's search settings when it is read.
@@ -185,62 +238,25 @@ class PgVectorIndex(SqlVectorIndex):
         ]
         return sa.select(*calls).subquery("settings")
 
-    async def query_entities(
-        self,
-        collection: str,
-        vector: Sequence[float],
-        k: int = 10,
-        filters: Mapping[str, Any] | None = None,
-        *,
-        embedding_model: str | None = None,
-    ) -> list[tuple[Any, float]]:
-        """As ``query``, but (entity, score) pairs: the rows come with the nearest-rows query
-        itself, so no second query loads them. The entities are detached."""
-        if k < 0:
-            raise InvalidInputError(f"k must be >= 0, got {k}")
-        table = collection_table(collection)
-        dimension = len(vector)
-        async with self._scope() as session:
-            await self._require_column(session, table, dimension)
-            query_vector = as_matrix([vector], dimension)[0]
-            self._encode(self._dimensions[table][dimension], query_vector)
-            if k == 0:
-                return []
-            where = self.filter_clause(collection, filters, embedding_model)
-            await self._prepare_connection(session)
-            statement = self._nearest(collection, dimension, query_vector, k, where, whole=True)
-            with translate_errors(f"searching {table}"):
-                rows = (await session.execute(statement)).all()
-            for entity, _ in rows:
-                # Detached, the loaded state outlives a read-only transaction's rollback.
-                session.expunge(entity)
-        return [(entity, 1.0 - float(distance)) for entity, distance in rows]
-
     def _nearest(
-        self,
-        collection: str,
-        dimension: int,
-        query_vector: np.ndarray,
-        k: int,
-        where: Any,
-        *,
-        whole: bool = False,
+        self, collection: str, dimension: int, k: int, where: Any, *, whole: bool = False
     ) -> Any:
         """Nearest rows by the indexed expression, re-sorted by exact distance.
 
         Re-sorting makes relaxed-order iterative scans and halfvec candidates exact in order.
-        ``whole``: every column of the entity, selected as (entity, distance).
+        ``whole``: every column of the entity, selected as (entity, distance). The query vector
+        is the parameter ``q`` (and ``hq`` for halfvec columns).
         """
         assert self._extension is not None
         schema = self._extension[0]
         table = ENTITIES[collection].__table__
         column: Any = sa.literal_column(embedding_column(dimension))
         full = _PgType("vector", dimension, schema)
-        exact_q = sa.cast(sa.bindparam("q", query_vector, type_=full), full)
+        exact_q = sa.cast(sa.bindparam("q", type_=full), full)
         exact = column.op("<=>", return_type=sa.Float)(exact_q)
         if VECTOR_INDEX_LIMIT < dimension <= HALFVEC_INDEX_LIMIT:
             half = _PgType("halfvec", dimension, schema)
-            half_q = sa.cast(sa.bindparam("hq", query_vector, type_=half), half)
+            half_q = sa.cast(sa.bindparam("hq", type_=half), half)
             order = sa.cast(column, half).op("<=>", return_type=sa.Float)(half_q)
             limit = 2 * k
         else:
