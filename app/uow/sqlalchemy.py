@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -85,11 +84,11 @@ class SqlAlchemyUnitOfWork:
         self._session = session = self._sessionmaker()
         bind = session.get_bind()
         # A read-only Unit of Work on an autocommit reader sends no BEGIN/ROLLBACK at all.
-        self._autocommit = self.read_only and not self.isolation_level and _is_autocommit(bind)
+        autocommit = self.read_only and not self.isolation_level and _is_autocommit(bind)
         options: dict[str, Any] = {}
         if self.isolation_level:
             options["isolation_level"] = self.isolation_level
-        if self.read_only and bind.dialect.name == "postgresql" and not self._autocommit:
+        if self.read_only and bind.dialect.name == "postgresql" and not autocommit:
             options["postgresql_readonly"] = True
         if options:
             with translate_errors("opening the transaction"):
@@ -160,23 +159,7 @@ class SqlAlchemyUnitOfWork:
         """The vector index, bound to this Unit of Work's transaction where it can be."""
         if self._vector_binder is None:
             raise UnsupportedFeatureError("no vector index is configured for this data layer")
-        bound = self._vector_binder(self)
-        # Vector queries may tune the server for their transaction (SET LOCAL): they need one.
-        return _InTransaction(bound, self._begin) if self._autocommit else bound
-
-    async def _begin(self) -> None:
-        """Leave autocommit: what follows runs in one (read-only) transaction."""
-        if not self._autocommit:
-            return
-        self._autocommit = False
-        session = self.session
-        with translate_errors("opening the transaction"):
-            if session.in_transaction():
-                await session.commit()  # autocommit: nothing to send, nothing is expired
-            level = (
-                "SERIALIZABLE" if session.get_bind().dialect.name == "sqlite" else "READ COMMITTED"
-            )
-            await session.connection(execution_options={"isolation_level": level})
+        return self._vector_binder(self)
 
     @cached_property
     def sources(self) -> SqlAlchemySourceRepository:
@@ -238,25 +221,6 @@ class SqlAlchemyUnitOfWork:
         from app.repositories import SqlAlchemyPromptRepository
 
         return SqlAlchemyPromptRepository(self.session)
-
-
-class _InTransaction:
-    """A vector index whose calls first make the Unit of Work leave autocommit."""
-
-    def __init__(self, target: Any, begin: Callable[[], Awaitable[None]]) -> None:
-        self._target = target
-        self._begin = begin
-
-    def __getattr__(self, name: str) -> Any:
-        found = getattr(self._target, name)
-        if not inspect.iscoroutinefunction(found):
-            return found
-
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            await self._begin()
-            return await found(*args, **kwargs)
-
-        return call
 
 
 def _is_autocommit(bind: Any) -> bool:
