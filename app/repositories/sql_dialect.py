@@ -83,6 +83,9 @@ class DialectOp(ColumnElement[Any]):
             raise ValueError(f"invalid JSON path {path!r}")
         self.operation, self.args, self.path, self.kind = op, tuple(args), list(path), kind
         self.type = sa.types.to_instance(type_ or sa.Boolean())
+        # A predicate, not a boolean value: without this, dialects lacking a native boolean
+        # render ``WHERE (source_id = ?) = 1``, which no index can serve.
+        self._is_implicitly_boolean = type_ is None
 
 
 class JsonPath:
