@@ -225,6 +225,8 @@ async def _upsert_source(uow: SqlAlchemyUnitOfWork, source: Source) -> None:
 async def _write(run: _Ingestion, uow: SqlAlchemyUnitOfWork, batch: _Batch) -> None:
     """Replace the chunks of the batch's new URLs, then write the batch's rows and vectors."""
     chunks = validator_for(run.kind or CrawledPage).many(batch.chunks)
+    if not chunks:
+        return
     if not all(sa.inspect(chunk).transient for chunk in chunks):
         raise InvalidInputError("a chunk given to ingest is already stored")
     fresh = sorted({chunk.url for chunk in chunks} - run.urls)
