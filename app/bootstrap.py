@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -120,7 +120,7 @@ class DataLayer:
             embedding_model=embedding_model,
         )
 
-    async def ingest(self, source: Source, items: Sequence[Item], **options: Any) -> IngestReport:
+    async def ingest(self, source: Source, items: Iterable[Item], **options: Any) -> IngestReport:
         """Store a source and replace the chunks of these URLs with their vectors, in ONE Unit of
         Work (see ``app.ingest``)."""
         from app.ingest import ingest
