@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=5, ge=1, le=1000)
     database_pool_timeout: float = Field(default=30.0, gt=0)
     database_pool_recycle: int = Field(default=1800, ge=-1)
+    database_pool_pre_ping: bool = False
     # NoDecode: the environment gives a comma-separated list, not JSON.
     database_read_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     enable_read_replicas: bool = False

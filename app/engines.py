@@ -28,10 +28,11 @@ def _pooler_statement_name() -> str:
 def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) -> AsyncEngine:
     """An ``AsyncEngine`` for ``url`` configured for its dialect and the settings."""
     backend = make_url(url).get_backend_name()
-    # No pre-ping: it costs a round trip per checkout. A connection the server dropped fails its
-    # first statement instead; SQLAlchemy then invalidates it and every older pooled connection,
-    # the caller gets BackendUnavailableError, and the next Unit of Work connects afresh.
-    kwargs: dict[str, Any] = {"pool_pre_ping": False}
+    # Pre-ping is off by default: it costs a round trip per checkout. Without it a connection the
+    # server dropped fails its first statement; SQLAlchemy then invalidates it and every older
+    # pooled connection, the caller gets BackendUnavailableError, and the next Unit of Work
+    # connects afresh. DATABASE_POOL_PRE_PING=true trades the round trip for never seeing that.
+    kwargs: dict[str, Any] = {"pool_pre_ping": settings.database_pool_pre_ping}
     if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": settings.database_pool_timeout}
     else:

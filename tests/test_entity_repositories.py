@@ -27,6 +27,9 @@ from app.testing import (
 )
 from tests.support import Sql
 
+# The whole suite also runs behind pgbouncer in transaction mode (supabase mode): see conftest.
+pytestmark = pytest.mark.pooler
+
 LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
 
 

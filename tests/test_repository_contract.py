@@ -17,6 +17,9 @@ from app.repositories.bulk import MAX_ROWS
 from app.testing import CrawledPageFactory, SettingFactory, SourceFactory, TaskFactory
 from tests.support import Sql
 
+# The whole suite also runs behind pgbouncer in transaction mode (supabase mode): see conftest.
+pytestmark = pytest.mark.pooler
+
 PAGES = "archon_crawled_pages"
 
 
