@@ -6,7 +6,8 @@ tables ranked by ``bm25``; MySQL's FULLTEXT ``MATCH ... AGAINST`` in natural lan
 Hybrid fuses the vector and keyword top-``k`` lists by reciprocal rank (``1 / (60 + rank)``
 summed, ties to the smaller id), exactly as Archon's ``hybrid_search_*`` functions created by the
 migrations do, so both give the same rows. A row found by both lists matches as ``hybrid``.
-On pgvector, a vector search is one statement carrying its settings and the rows themselves.
+On pgvector, a vector or hybrid search is one statement carrying its settings, the ranking and
+fusion, and the rows themselves.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
@@ -25,6 +26,7 @@ from app.vector.factory import AutoVectorIndex
 from app.vector.pgvector import PgVectorIndex
 from app.vector.port import MatchType, SearchHit, collection_table
 from app.vector.sql_common import ENTITIES, sql_filter
+from app.vector.sql_index import entity_rows
 
 if TYPE_CHECKING:
     from app.bootstrap import DataLayer
@@ -66,10 +68,11 @@ async def search(
     index = layer.vector_index
     if isinstance(index, AutoVectorIndex):
         index = await index.resolve()
-    if chosen == "vector" and isinstance(index, PgVectorIndex):
+    if chosen in ("vector", "hybrid") and isinstance(index, PgVectorIndex):
         assert vector is not None
-        return await _nearest_entities(
-            layer, index, collection, vector, k, filters, embedding_model
+        fused_text = text if chosen == "hybrid" else None
+        return await _pgvector_search(
+            layer, index, collection, vector, fused_text, k, filters, embedding_model
         )
     async with layer.uow(read_only=True) as uow:
         by_vector: Ranked = []
@@ -93,16 +96,18 @@ async def search(
         return await hydrate(uow.session, collection, ranked)
 
 
-async def _nearest_entities(
+async def _pgvector_search(
     layer: DataLayer,
     index: PgVectorIndex,
     collection: str,
     vector: Sequence[float],
+    text: str | None,
     k: int,
     filters: Mapping[str, Any] | None,
     embedding_model: str | None,
 ) -> list[SearchHit]:
-    """Vector search on pgvector: ONE statement, settings and rows included, in autocommit.
+    """Vector (``text`` None) or hybrid search on pgvector: ONE statement, settings, ranking,
+    fusion and rows included, in autocommit.
 
     A single statement sees one snapshot and writes nothing, so it needs no transaction:
     autocommit spares the BEGIN and ROLLBACK round trips a read-only Unit of Work costs.
@@ -113,10 +118,26 @@ async def _nearest_entities(
         async with engine.connect() as connection:
             await connection.execution_options(isolation_level="AUTOCOMMIT")
             async with AsyncSession(bind=connection, expire_on_commit=False) as session:
-                found = await index.bind(session).query_entities(
-                    collection, vector, k, filters, embedding_model=embedding_model
+                bound = index.bind(session)
+                if text is None:
+                    found = await bound.query_entities(
+                        collection, vector, k, filters, embedding_model=embedding_model
+                    )
+                    return [SearchHit(entity=e, score=s, match_type="vector") for e, s in found]
+                fused = await bound.query_fused(
+                    collection,
+                    vector,
+                    k,
+                    filters,
+                    embedding_model=embedding_model,
+                    keyword=_postgresql_bound,
+                    text=text,
+                    rrf_k=RRF_K,
                 )
-    return [SearchHit(entity=e, score=score, match_type="vector") for e, score in found]
+    return [
+        SearchHit(entity=entity, score=score, match_type=cast(MatchType, kind))
+        for entity, score, kind in fused
+    ]
 
 
 def resolve_mode(mode: str, vector: Sequence[float] | None, text: str | None) -> str:
@@ -162,12 +183,12 @@ async def hydrate(
     if not ranked:
         return []
     entity = ENTITIES[collection]
-    statement = sa.select(entity).where(entity.id.in_([rid for rid, _, _ in ranked]))
+    rows = entity_rows(entity)
+    statement = sa.select(*rows.columns).where(entity.id.in_([rid for rid, _, _ in ranked]))
     with translate_errors(f"reading {entity.__tablename__}"):
-        found = {row.id: row for row in (await session.execute(statement)).scalars()}
-    for entity_row in found.values():
-        # Detached, the loaded state outlives the read-only transaction's rollback.
-        session.expunge(entity_row)
+        result = await session.execute(statement)
+        # Built detached: the loaded state outlives the read-only transaction's rollback.
+        found = {entity.id: entity for entity in map(rows.build, result)}
     return [
         SearchHit(entity=found[rid], score=score, match_type=kind)
         for rid, score, kind in ranked
@@ -201,7 +222,7 @@ async def keyword_search(
     return [(int(row[0]), float(row[1])) for row in rows]
 
 
-def _postgresql(collection: str, text: str, where: Any) -> Any:
+def _postgresql(collection: str, text: Any, where: Any) -> Any:
     table = ENTITIES[collection].__table__
     query = sa.func.plainto_tsquery(sa.literal_column("'english'::regconfig"), text)
     document: Any = sa.literal_column("content_search_vector")
@@ -211,6 +232,11 @@ def _postgresql(collection: str, text: str, where: Any) -> Any:
         .where(document.op("@@")(query), where)
         .order_by(rank.desc(), table.c.id)
     )
+
+
+def _postgresql_bound(collection: str, where: Any) -> Any:
+    """The PostgreSQL keyword ranking, its text the bound parameter ``t`` (built once)."""
+    return _postgresql(collection, sa.bindparam("t", type_=sa.Text), where)
 
 
 def fts5_query(text: str) -> str | None:

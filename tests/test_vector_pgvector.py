@@ -12,7 +12,9 @@ from sqlalchemy.engine import make_url
 
 from app.bootstrap import DataLayer, bootstrap
 from app.config import Settings, VectorBackend
+from app.domain import CrawledPage
 from app.errors import InvalidInputError, NotFoundError, UnsupportedFeatureError
+from app.search import fuse, keyword_search
 from app.vector import VectorRecord
 from app.vector.factory import AutoVectorIndex, detect_vector_backend
 from app.vector.pgvector import PgVectorIndex, ef_search, hnsw_index_ddl
@@ -295,3 +297,69 @@ async def test_vector_search_is_one_statement_with_the_rows(pg_layer: DataLayer)
     assert hits[0].entity.content == stored
     assert hits[0].match_type == "vector" and hits[0].score == pytest.approx(1.0, abs=1e-3)
     assert len(statements) == 1
+
+
+async def test_hybrid_search_is_one_statement_giving_the_fused_lists(pg_layer: DataLayer) -> None:
+    words = ["cache", "token", "retry", "cursor"]
+    rows = [
+        {**chunk_fields(i), "content": f"chunk {i} about {words[i % 4]} and {words[i % 3]}"}
+        for i in range(40)
+    ]
+    ids = await add_chunks(pg_layer.engine, COLLECTION, rows)
+    vectors = clustered(40, DIMENSION, seed=6)
+    await pg_layer.vector_index.upsert(COLLECTION, records(ids, vectors, [{}] * 40))
+    statements: list[str] = []
+    for engine in (pg_layer.engine, *pg_layer.read_engines):
+        sa.event.listen(
+            engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2])
+        )
+    cases: list[tuple[int, str, dict | None]] = [
+        (3, "cache", None),
+        (8, "token retry", None),
+        (12, "cursor", {"metadata": {"contains": {"flag": True}}}),
+        (20, "nothing matches this", None),
+    ]
+    for position, text, filters in cases:
+        query = vectors[position].tolist()
+        statements.clear()
+
+        hits = await pg_layer.search(
+            COLLECTION, vector=query, text=text, k=8, filters=filters, mode="hybrid"
+        )
+
+        assert len(statements) == 1 and "set_config" in statements[0]
+        # The plan run step by step: nearest rows, keyword list, fusion in Python.
+        async with pg_layer.uow(read_only=True) as uow:
+            nearest = await uow.vectors.query(COLLECTION, query, 8, filters)
+            keyword = await keyword_search(uow.session, COLLECTION, text, 8, filters)
+        by_vector = [(int(hit.id), hit.score) for hit in nearest]
+        expected = fuse(by_vector, keyword, 8)
+        assert [(h.entity.id, h.score, h.match_type) for h in hits] == expected
+        stored = await Sql(pg_layer).scalar(
+            "SELECT content FROM archon_crawled_pages WHERE id = :i", i=hits[0].entity.id
+        )
+        assert hits[0].entity.content == stored
+    assert {hit.match_type for hit in hits} == {"vector"}
+
+
+async def test_search_hits_are_detached_entities_with_every_column(pg_layer: DataLayer) -> None:
+    ids = await add_chunks(pg_layer.engine, COLLECTION, [chunk_fields(i) for i in range(5)])
+    vectors = clustered(5, DIMENSION, seed=9)
+    await pg_layer.vector_index.upsert(COLLECTION, records(ids, vectors, [{}] * 5))
+
+    for mode, text in (("vector", None), ("hybrid", "chunk")):
+        hits = await pg_layer.search(
+            COLLECTION,
+            vector=vectors[2].tolist(),
+            text=text,
+            k=3,
+            mode=mode,  # type: ignore[arg-type]
+        )
+        entity = hits[0].entity
+        assert isinstance(entity, CrawledPage) and entity.id == ids[2]
+        state = sa.inspect(entity)
+        assert state.detached and state.identity == (ids[2],)
+        async with pg_layer.uow(read_only=True) as uow:
+            stored = await uow.pages.get(ids[2])
+            assert stored.model_dump() == entity.model_dump()
+            assert stored is not entity

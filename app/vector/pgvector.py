@@ -10,7 +10,7 @@ so a filtered query still finds ``k`` rows when ``k`` rows match.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,7 @@ from app.vector.sql_common import (
     quote_identifier,
     register_pgvector,
 )
-from app.vector.sql_index import SqlVectorIndex
+from app.vector.sql_index import SqlVectorIndex, entity_rows
 
 VECTOR_INDEX_LIMIT = 2000  # pgvector's HNSW limit for ``vector``
 HALFVEC_INDEX_LIMIT = 4000  # and for ``halfvec``
@@ -164,8 +164,35 @@ class PgVectorIndex(SqlVectorIndex):
     ) -> list[tuple[Any, float]]:
         """As ``query``, but (entity, score) pairs: the rows come with the nearest-rows query
         itself, so no second query loads them. The entities are detached."""
+        build = entity_rows(ENTITIES[collection]).build
         rows = await self._search(collection, vector, k, filters, embedding_model, whole=True)
-        return [(entity, 1.0 - float(distance)) for entity, distance in rows]
+        return [(build(row), 1.0 - float(row.distance)) for row in rows]
+
+    async def query_fused(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int,
+        filters: Mapping[str, Any] | None,
+        *,
+        embedding_model: str | None,
+        keyword: Callable[[str, Any], Any],
+        text: str,
+        rrf_k: int,
+    ) -> list[tuple[Any, float, str]]:
+        """Hybrid search in ONE statement: (entity, score, match type), best first.
+
+        The ``k`` nearest rows (this index's query, settings included) and the ``k`` best of
+        ``keyword(collection, where)`` (a select of (id, rank), best first, its text the bound
+        parameter ``t``) fused by reciprocal rank: ``1 / (rrf_k + rank)`` summed over the lists
+        holding the row, ties to the smaller id; ``hybrid`` where both hold it. The rows come
+        with it; the entities are detached.
+        """
+        build = entity_rows(ENTITIES[collection]).build
+        rows = await self._search(
+            collection, vector, k, filters, embedding_model, fused=(keyword, rrf_k), text=text
+        )
+        return [(build(row), float(row.score), str(row.match_type)) for row in rows]
 
     async def _search(
         self,
@@ -175,7 +202,9 @@ class PgVectorIndex(SqlVectorIndex):
         filters: Mapping[str, Any] | None,
         embedding_model: str | None,
         *,
-        whole: bool,
+        whole: bool = False,
+        fused: tuple[Callable[[str, Any], Any], int] | None = None,
+        text: str | None = None,
     ) -> list[Any]:
         if k < 0:
             raise InvalidInputError(f"k must be >= 0, got {k}")
@@ -188,16 +217,16 @@ class PgVectorIndex(SqlVectorIndex):
             if k == 0:
                 return []
             await self._prepare_connection(session)
-            statement = self._statement(collection, dimension, k, filters, embedding_model, whole)
+            statement = self._statement(
+                collection, dimension, k, filters, embedding_model, whole, fused
+            )
             params = {"q": query_vector}
             if VECTOR_INDEX_LIMIT < dimension <= HALFVEC_INDEX_LIMIT:
                 params["hq"] = query_vector
+            if fused is not None:
+                params["t"] = text
             with translate_errors(f"searching {table}"):
                 rows = (await session.execute(statement, params)).all()
-            if whole:
-                for entity, _ in rows:
-                    # Detached, the loaded state outlives a read-only transaction's rollback.
-                    session.expunge(entity)
         return list(rows)
 
     def _statement(
@@ -208,17 +237,77 @@ class PgVectorIndex(SqlVectorIndex):
         filters: Mapping[str, Any] | None,
         embedding_model: str | None,
         whole: bool,
+        fused: tuple[Callable[[str, Any], Any], int] | None = None,
     ) -> Any:
-        """The nearest-rows statement; unfiltered ones are built once and reused (building
-        one costs more than PostgreSQL takes to answer a top-10 HNSW query)."""
+        """The nearest-rows (or fused) statement; unfiltered ones are built once and reused
+        (building one costs more than PostgreSQL takes to answer a top-10 HNSW query)."""
         if filters or embedding_model is not None:
             where = self.filter_clause(collection, filters, embedding_model)
-            return self._nearest(collection, dimension, k, where, whole=whole)
+            return self._build(collection, dimension, k, where, whole, fused)
         cache = self._shared.setdefault("statements", {})
-        key = (collection, dimension, k, whole)
+        key = (collection, dimension, k, whole, fused)
         if key not in cache:
-            cache[key] = self._nearest(collection, dimension, k, sa.true(), whole=whole)
+            cache[key] = self._build(collection, dimension, k, sa.true(), whole, fused)
         return cache[key]
+
+    def _build(
+        self,
+        collection: str,
+        dimension: int,
+        k: int,
+        where: Any,
+        whole: bool,
+        fused: tuple[Callable[[str, Any], Any], int] | None,
+    ) -> Any:
+        if fused is None:
+            return self._nearest(collection, dimension, k, where, whole=whole)
+        keyword, rrf_k = fused
+        return self._fused(collection, dimension, k, where, keyword(collection, where), rrf_k)
+
+    def _fused(
+        self, collection: str, dimension: int, k: int, where: Any, keyword: Any, rrf_k: int
+    ) -> Any:
+        """Nearest rows and keyword list, ranked, fused by reciprocal rank, rows joined: the
+        plan of Archon's ``hybrid_search_*`` functions."""
+        nearest = self._nearest(collection, dimension, k, where).subquery("n")
+        by_vector = sa.select(
+            nearest.c.id,
+            sa.func.row_number().over(order_by=(nearest.c.distance, nearest.c.id)).label("r"),
+        ).cte("v")
+        best = keyword.limit(k).subquery("k")
+        rank = best.c[best.c.keys()[1]]
+        by_keyword = sa.select(
+            best.c.id, sa.func.row_number().over(order_by=(rank.desc(), best.c.id)).label("r")
+        ).cte("kw")
+        one: Any = sa.literal_column("1.0::float8", sa.Float)
+
+        def part(ranked: Any) -> Any:
+            share = one / (sa.literal_column(str(int(rrf_k)), sa.Integer) + ranked.c.r)
+            return sa.func.coalesce(share, sa.literal_column("0", sa.Float))
+
+        both = sa.and_(by_vector.c.id.is_not(None), by_keyword.c.id.is_not(None))
+        kind = sa.case(
+            (both, sa.literal_column("'hybrid'", sa.Text)),
+            (by_vector.c.id.is_not(None), sa.literal_column("'vector'", sa.Text)),
+            else_=sa.literal_column("'keyword'", sa.Text),
+        )
+        fusion = (
+            sa.select(
+                sa.func.coalesce(by_vector.c.id, by_keyword.c.id).label("id"),
+                (part(by_vector) + part(by_keyword)).label("score"),
+                kind.label("match_type"),
+            )
+            .select_from(by_vector.join(by_keyword, by_vector.c.id == by_keyword.c.id, full=True))
+            .cte("fused")
+        )
+        table = ENTITIES[collection].__table__
+        columns = entity_rows(ENTITIES[collection]).columns
+        return (
+            sa.select(*columns, fusion.c.score, fusion.c.match_type)
+            .select_from(fusion.join(table, table.c.id == fusion.c.id))
+            .order_by(fusion.c.score.desc(), fusion.c.id)
+            .limit(k)
+        )
 
     def _settings(self, k: int) -> Any:
         """A one-row subquery that sets this transaction's search settings when it is read.
@@ -244,8 +333,8 @@ class PgVectorIndex(SqlVectorIndex):
         """Nearest rows by the indexed expression, re-sorted by exact distance.
 
         Re-sorting makes relaxed-order iterative scans and halfvec candidates exact in order.
-        ``whole``: every column of the entity, selected as (entity, distance). The query vector
-        is the parameter ``q`` (and ``hq`` for halfvec columns).
+        ``whole``: every column of the entity (in ``EntityRows`` order), then the distance. The
+        query vector is the parameter ``q`` (and ``hq`` for halfvec columns).
         """
         assert self._extension is not None
         schema = self._extension[0]
@@ -279,8 +368,8 @@ class PgVectorIndex(SqlVectorIndex):
         if whole:
             # The other columns joined to the k rows only: a sequential scan (small tables)
             # then sorts narrow rows, not whole chunks.
-            entity = ENTITIES[collection]
+            columns = entity_rows(ENTITIES[collection]).columns
             rows = scope.join(table, table.c.id == candidates.c.id)
-            joined = sa.select(entity, candidates.c.distance).select_from(rows)
+            joined = sa.select(*columns, candidates.c.distance).select_from(rows)
             return joined.order_by(*order_by).limit(k)
         return sa.select(*candidates.c).select_from(scope).order_by(*order_by).limit(k)
