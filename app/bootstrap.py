@@ -165,8 +165,8 @@ def _read_engines(settings: Settings) -> list[AsyncEngine]:
         # Readers get their own connections with a deferred BEGIN, so they never queue behind
         # writers' BEGIN IMMEDIATE (WAL lets them read while one writer writes).
         return [create_engine_for(settings.database_url, settings, read_only=True)]
-    if settings.database_type == "postgresql":
+    if settings.database_type in ("postgresql", "mysql"):
         # Readers get their own pool of read-only autocommit connections: a read by primary
-        # key is then one round trip instead of BEGIN, SELECT, ROLLBACK.
+        # key is then one round trip instead of BEGIN (or an implicit one), SELECT, ROLLBACK.
         return [create_engine_for(settings.database_url, settings, read_only=True)]
     return []

@@ -55,13 +55,17 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
     pooled = settings.database_type is DatabaseType.SUPABASE
     if backend == "postgresql" and read_only and not pooled:
         _read_only_postgresql(kwargs)
-    if backend == "sqlite" and read_only:
-        # No BEGIN/ROLLBACK: each read is its own transaction (every call to the driver's
-        # thread is a hop); an explicit isolation level still gets a transaction.
+    if backend in ("sqlite", "mysql") and read_only:
+        # No BEGIN/ROLLBACK: each read is its own transaction (on SQLite every call to the
+        # driver's thread is a hop); an explicit isolation level still gets a transaction.
         _autocommit(kwargs)
     engine = create_async_engine(url, **kwargs)
     if backend == "sqlite":
         _configure_sqlite(engine, read_only=read_only)
+    if backend == "mysql" and read_only:
+        _configure_mysql_reader(engine)
+    if backend in ("sqlite", "mysql"):
+        _skip_needless_rollbacks(engine)
     if settings.enable_query_logging:
         _install_query_logging(engine, settings.slow_query_threshold_ms)
     log.debug("engine created for %s", mask_url(url))
@@ -122,6 +126,67 @@ def _configure_sqlite(engine: AsyncEngine, *, read_only: bool) -> None:
         level = connection.get_execution_options().get("isolation_level")
         if not read_only or level not in (None, "AUTOCOMMIT"):
             connection.exec_driver_sql(begin)
+
+
+def _configure_mysql_reader(engine: AsyncEngine) -> None:
+    """Read-only autocommit connections: the server refuses writes, no ROLLBACK per reader.
+
+    An isolation level asked for by a Unit of Work is a session setting on MySQL; SQLAlchemy
+    turns autocommit back on at check-in but leaves the level, so it is restored here too.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET SESSION TRANSACTION READ ONLY")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "set_connection_execution_options")
+    def _on_options(connection: Any, options: dict[str, Any]) -> None:
+        if "isolation_level" in options:
+            connection.info[_ISOLATION_CHANGED] = True
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(dbapi_connection: Any, record: Any) -> None:
+        default = engine.dialect.default_isolation_level
+        if dbapi_connection is None or not record.info.pop(_ISOLATION_CHANGED, False):
+            return
+        if default and default != "AUTOCOMMIT":
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {default}")
+            cursor.close()
+
+
+_ISOLATION_CHANGED = "archon_isolation_changed"
+
+
+def _skip_needless_rollbacks(engine: AsyncEngine) -> None:
+    """Send a rollback only when the driver reports an open transaction.
+
+    SQLAlchemy rolls back twice when a session closes (its transaction, then the pool's reset
+    on check-in) and leaves it to the DBAPI to ignore rollbacks outside a transaction. asyncpg's
+    adapter does; aiosqlite still hops to its thread (``sqlite3`` then does nothing) and PyMySQL
+    sends ``ROLLBACK`` to the server. The checks used here are the drivers' own: ``sqlite3``'s
+    ``in_transaction``, and on MySQL the server's status flags (autocommit on and no transaction
+    in progress); a connection out of autocommit always gets its rollback.
+    """
+    dialect = engine.sync_engine.dialect
+    rollback = dialect.do_rollback
+    is_sqlite = dialect.name == "sqlite"
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        driver: Any = getattr(dbapi_connection, "driver_connection", None)
+        try:
+            if is_sqlite:
+                idle = not driver.in_transaction
+            else:
+                idle = driver.get_autocommit() and not driver.get_transaction_status()
+        except Exception:  # closed or unknown: let the dialect deal with it
+            idle = False
+        if not idle:
+            rollback(dbapi_connection)
+
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
 
 
 def _sqlite_json_contains(document: str | None, wanted: str | None) -> int | None:

@@ -70,12 +70,60 @@ async def test_read_only_uow_cannot_commit(layer, sql) -> None:
     assert await sql.scalar("SELECT count(*) FROM archon_projects") == 0
 
 
-@pytest.mark.backends("sqlite", "pgvector", "postgres", "pgbouncer")
+@pytest.mark.backends("sqlite", "pgvector", "postgres", "pgbouncer", "mariadb")
 async def test_read_only_uow_is_read_only_in_the_database(layer, sql) -> None:
     with pytest.raises(DataLayerError):
         async with layer.uow(read_only=True) as uow:
             await uow.projects.add(Project(title="nope"))
     assert await sql.scalar("SELECT count(*) FROM archon_projects") == 0
+
+
+@pytest.mark.backends("sqlite", "mariadb")
+async def test_read_only_uow_sends_no_rollback(layer, monkeypatch) -> None:
+    """Readers run autocommit: leaving one sends nothing to the driver, writers still roll back."""
+    import aiomysql
+    import aiosqlite
+
+    rollbacks = []
+    for driver in (aiosqlite.Connection, aiomysql.Connection):
+        original = driver.rollback
+
+        async def counted(self, _original=original):
+            rollbacks.append(1)
+            return await _original(self)
+
+        monkeypatch.setattr(driver, "rollback", counted)
+    async with layer.uow() as uow:
+        project = await uow.projects.add(Project(title="p"))
+        await uow.commit()
+    rollbacks.clear()
+    for _ in range(3):
+        async with layer.uow(read_only=True) as uow:
+            assert await uow.projects.get(project.id) is not None
+            assert len(await uow.projects.list()) == 1
+    assert rollbacks == []
+    async with layer.uow() as uow:
+        await uow.projects.add(Project(title="never committed"))
+    assert rollbacks  # an open transaction is always rolled back
+    async with layer.uow(read_only=True) as uow:
+        assert await uow.projects.count() == 1
+
+
+@pytest.mark.backends("mariadb")
+async def test_read_only_isolation_level_does_not_outlive_its_uow(layer) -> None:
+    async with layer.uow(read_only=True, isolation_level="REPEATABLE READ") as reader:
+        assert await reader.projects.count() == 0
+        async with layer.uow() as writer:
+            await writer.projects.add(Project(title="p"))
+            await writer.commit()
+        assert await reader.projects.count() == 0  # one snapshot
+    async with layer.uow(read_only=True, isolation_level="READ UNCOMMITTED"):
+        pass
+    async with layer.uow(read_only=True) as uow:
+        assert await uow.projects.count() == 1
+        level = (await uow.session.execute(_text("SELECT @@tx_isolation"))).scalar_one()
+        autocommit = (await uow.session.execute(_text("SELECT @@autocommit"))).scalar_one()
+    assert (level.replace("-", " ").upper(), autocommit) == ("REPEATABLE READ", 1)
 
 
 async def test_unknown_isolation_level_is_refused(layer) -> None:
