@@ -224,11 +224,15 @@ async def keyword_search(
 
 def _postgresql(collection: str, text: Any, where: Any) -> Any:
     table = ENTITIES[collection].__table__
-    query = sa.func.plainto_tsquery(sa.literal_column("'english'::regconfig"), text)
+    # In FROM, the query is parsed once, not again for every matching row's rank.
+    parsed = sa.func.plainto_tsquery(sa.literal_column("'english'::regconfig"), text)
+    parsed_once = parsed.alias("query")
+    query: Any = parsed_once.column
     document: Any = sa.literal_column("content_search_vector")
     rank = sa.func.ts_rank_cd(document, query, type_=sa.Float)
     return (
         sa.select(table.c.id, rank.label("rank"))
+        .select_from(table.join(parsed_once, sa.true()))
         .where(document.op("@@")(query), where)
         .order_by(rank.desc(), table.c.id)
     )
