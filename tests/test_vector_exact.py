@@ -50,11 +50,11 @@ async def _rows(layer, n: int = 4) -> list[int]:
     return await add_chunks(layer.engine, COLLECTION, [chunk_fields(i) for i in range(n)])
 
 
+# On pgvector the columns are vector(n), written by PgVectorIndex (its own suite and the contract).
+@pytest.mark.backends("sqlite", "postgres", "mariadb")
 async def test_vectors_are_little_endian_float32_blobs_written_in_the_unit_of_work(
     backend: Backend, layer: DataLayer, sql: Sql
 ) -> None:
-    if backend.has_pgvector:
-        pytest.skip("on pgvector the columns are vector(n); covered by the contract")
     ids = await _rows(layer, 2)
     vectors = clustered(2, DIMENSION, seed=1)
 
@@ -173,11 +173,10 @@ async def test_a_write_from_another_process_is_seen(layer: DataLayer, backend: B
     assert [h.id for h in hits][0] == ids[1] and len(hits) == 2
 
 
+@pytest.mark.backends("sqlite", "postgres", "mariadb")
 async def test_a_new_length_gets_a_blob_column(
     backend: Backend, layer: DataLayer, sql: Sql
 ) -> None:
-    if backend.has_pgvector:
-        pytest.skip("pgvector databases get vector(n) columns from PgVectorIndex")
     await layer.vector_index.ensure_collection("code_examples", 100)
     await layer.vector_index.ensure_collection("code_examples", 100)  # idempotent
 
