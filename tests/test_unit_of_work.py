@@ -246,3 +246,17 @@ async def test_a_database_restart_fails_one_call_then_the_next_works(layer, sql)
             pass  # the dropped connection: reported once, as what it is
     await write()
     assert await read() == "after"
+
+
+async def test_a_unit_of_work_can_be_reopened_but_not_nested(layer, sql) -> None:
+    uow = layer.uow()
+    async with uow:
+        await uow.projects.add(Project(title="first"))
+        with pytest.raises(DataLayerError, match="open already"):
+            async with uow:
+                pass
+        await uow.commit()
+    async with uow:  # a fresh session and fresh repositories
+        await uow.projects.add(Project(title="second"))
+        await uow.commit()
+    assert await sql.scalar("SELECT count(*) FROM archon_projects") == 2

@@ -81,6 +81,8 @@ class SqlAlchemyUnitOfWork:
         return self._session
 
     async def __aenter__(self) -> Self:
+        if self._session is not None:
+            raise DataLayerError("this Unit of Work is open already; open another with layer.uow()")
         self._session = session = self._sessionmaker()
         bind = session.get_bind()
         # A read-only Unit of Work on an autocommit reader sends no BEGIN/ROLLBACK at all.
@@ -103,6 +105,9 @@ class SqlAlchemyUnitOfWork:
     ) -> None:
         session, self._session = self._session, None
         self._after_commit.clear()
+        # Repositories and the vector view hold the session: a reopened Unit of Work makes new ones.
+        for name in [n for n, v in vars(type(self)).items() if isinstance(v, cached_property)]:
+            self.__dict__.pop(name, None)
         if session is None:
             return
         # close() rolls back whatever was not committed without expiring the loaded entities
