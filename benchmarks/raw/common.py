@@ -12,6 +12,15 @@ from typing import Any
 from benchmarks.data import DIMENSION, EMBEDDING_MODEL, Batch
 
 PAGES = "archon_crawled_pages"
+# What a raw side empties between runs, children before parents.
+TABLES = (
+    "archon_vector_outbox",
+    "archon_vector_versions",
+    "archon_crawled_pages",
+    "archon_code_examples",
+    "archon_page_metadata",
+    "archon_sources",
+)
 EMBEDDING = f"embedding_{DIMENSION}"
 # The entity's own columns, in the order the raw reads select them.
 PAGE_COLUMNS = (

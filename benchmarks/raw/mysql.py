@@ -16,6 +16,7 @@ from benchmarks.raw.common import (
     PAGE_COLUMNS,
     PAGES,
     SOURCE_COLUMNS,
+    TABLES,
     Digest,
     checksum,
     source_values,
@@ -23,14 +24,6 @@ from benchmarks.raw.common import (
     utcnow,
 )
 
-TABLES = (
-    "archon_vector_outbox",
-    "archon_vector_versions",
-    "archon_crawled_pages",
-    "archon_code_examples",
-    "archon_page_metadata",
-    "archon_sources",
-)
 _UPSERT_SOURCE = (
     f"INSERT INTO archon_sources ({', '.join(SOURCE_COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * len(SOURCE_COLUMNS))}) ON DUPLICATE KEY UPDATE "
