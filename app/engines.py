@@ -17,6 +17,8 @@ from app.filter_eval import json_contains
 
 log = logging.getLogger("app.sql")
 AUTOCOMMIT = "archon_autocommit"  # execution option marking engines of autocommit readers
+# Execution option: statements may run on the driver connection (app.repositories.driver).
+DRIVER_STATEMENTS = "archon_driver_statements"
 
 
 def _pooler_statement_name() -> str:
@@ -59,6 +61,10 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
         # No BEGIN/ROLLBACK: each read is its own transaction (on SQLite every call to the
         # driver's thread is a hop); an explicit isolation level still gets a transaction.
         _autocommit(kwargs)
+    if not pooled and not settings.enable_query_logging:
+        # Hot reads and single-row writes may run on the driver connection (app.repositories
+        # .driver): not behind a transaction pooler, and not when every statement is logged.
+        kwargs.setdefault("execution_options", {})[DRIVER_STATEMENTS] = True
     engine = create_async_engine(url, **kwargs)
     if backend == "sqlite":
         _configure_sqlite(engine, read_only=read_only)
@@ -87,7 +93,7 @@ def _autocommit(kwargs: dict[str, Any]) -> None:
     # The connections' own level (set once per connection, never reset on check-in), and a mark
     # the Unit of Work reads.
     kwargs["isolation_level"] = "AUTOCOMMIT"
-    kwargs["execution_options"] = {AUTOCOMMIT: True}
+    kwargs.setdefault("execution_options", {})[AUTOCOMMIT] = True
 
 
 def is_autocommit(engine: AsyncEngine) -> bool:

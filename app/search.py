@@ -22,11 +22,11 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInputError, translate_errors
+from app.repositories.rows import entity_rows
 from app.vector.factory import AutoVectorIndex
 from app.vector.pgvector import PgVectorIndex
 from app.vector.port import MatchType, SearchHit, collection_table
 from app.vector.sql_common import ENTITIES, sql_filter
-from app.vector.sql_index import entity_rows
 
 if TYPE_CHECKING:
     from app.bootstrap import DataLayer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import cache
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import sqlalchemy as sa
@@ -24,7 +25,7 @@ from app.errors import (
 )
 from app.filter_eval import evaluate
 from app.filters import parse_filters
-from app.repositories import bulk
+from app.repositories import bulk, driver
 from app.repositories.paging import (
     Page,
     after_clause,
@@ -33,6 +34,7 @@ from app.repositories.paging import (
     order_clauses,
     order_keys,
 )
+from app.repositories.rows import attach, entity_rows
 from app.repositories.sql_filters import compile_filters, compile_node
 from app.repositories.state import FAILED, check_usable, mark_failed
 from app.repositories.validation import ModelColumns, columns_of, validator_for
@@ -233,8 +235,21 @@ class SqlAlchemyRepository(Generic[T]):
         """The entity with primary key ``id``, or ``None``."""
         key = self._pk_value(id)
         check_usable(self.session)
+        session = self.session
+        found = session.identity_map.get((self.model, (key,), None))
+        if found is not None and not sa.inspect(found).expired_attributes:
+            return found  # as session.get: no SQL for an entity the session holds
+        run = driver.runner(session)
         with translate_errors(f"loading {self._name}"):
-            return await self.session.get(self.model, key)
+            if run is not None:
+                rows = await run.fetch(_by_key(self.model), {"key": key}, fixed=True)
+                if rows is not None:
+                    return self._attach(rows)[0] if rows else None
+            return await session.get(self.model, key)
+
+    def _attach(self, rows: Sequence[Sequence[Any]]) -> builtins.list[T]:
+        """Entities of rows fetched on the driver path, joined to the session as loaded ones."""
+        return attach(self.session, map(entity_rows(self.model).build, rows))
 
     async def get_or_raise(self, id: Any) -> T:
         """The entity with primary key ``id``; NotFoundError otherwise."""
@@ -264,12 +279,17 @@ class SqlAlchemyRepository(Generic[T]):
         offset: int | None = None,
     ) -> list[T]:
         """Entities matching ``filters``, ordered, optionally sliced."""
-        stmt = self._select(filters).order_by(*self._order(order_by))
-        if limit is not None:
-            stmt = stmt.limit(_count_arg("limit", limit))
-        if offset:
-            stmt = stmt.offset(_count_arg("offset", offset))
+        where, order = self._where(filters), self._order(order_by)
+        limit = None if limit is None else _count_arg("limit", limit)
+        offset = _count_arg("offset", offset) if offset else None
+        run = driver.runner(self.session)
         with translate_errors(f"listing {self._name}"):
+            if run is not None:
+                columns = entity_rows(self.model).columns
+                rows = await run.fetch(_sliced(sa.select(*columns), where, order, limit, offset))
+                if rows is not None:
+                    return self._attach(rows)
+            stmt = _sliced(sa.select(self.model), where, order, limit, offset)
             return list(await self.session.scalars(stmt))
 
     async def page(
@@ -418,6 +438,29 @@ class SqlAlchemyRepository(Generic[T]):
             row |= {attr: state[attr] for attr in names.values()}
             if matches(row):
                 self.session.expunge(entity)
+
+
+@cache
+def _by_key(model: Any) -> sa.Select[Any]:
+    """The row of ``model`` whose primary key is the bound parameter ``key`` (built once)."""
+    rows = entity_rows(model)
+    (pk,) = sa.inspect(model).primary_key
+    return sa.select(*rows.columns).where(pk == sa.bindparam("key"))
+
+
+def _sliced(
+    stmt: sa.Select[Any],
+    where: ColumnElement[bool] | None,
+    order: Sequence[ColumnElement[Any]],
+    limit: int | None,
+    offset: int | None,
+) -> sa.Select[Any]:
+    if where is not None:
+        stmt = stmt.where(where)
+    stmt = stmt.order_by(*order)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return stmt if offset is None else stmt.offset(offset)
 
 
 def _count_arg(name: str, value: Any) -> int:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInputError, UnsupportedFeatureError, translate_errors
 from app.filters import OPERATORS
+from app.repositories.rows import entity_rows
 from app.vector.port import VectorCapabilities, VectorHit, collection_table
 from app.vector.sql_common import (
     ENTITIES,
@@ -29,7 +30,7 @@ from app.vector.sql_common import (
     quote_identifier,
     register_pgvector,
 )
-from app.vector.sql_index import SqlVectorIndex, entity_rows
+from app.vector.sql_index import SqlVectorIndex
 
 VECTOR_INDEX_LIMIT = 2000  # pgvector's HNSW limit for ``vector``
 HALFVEC_INDEX_LIMIT = 4000  # and for ``halfvec``

@@ -12,13 +12,11 @@ from __future__ import annotations
 import copy
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from functools import cache
 from typing import Any, Self
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm.attributes import instance_state
 
 from app.errors import (
     DataLayerError,
@@ -53,42 +51,6 @@ from app.vector.sql_common import (
 from app.vector.vector_writes import update_vectors
 
 _ID_BATCH = 1000
-
-
-class EntityRows:
-    """Entities built straight from result rows, as ORM loading builds them, for less.
-
-    ``columns`` are the table columns to select, in order; ``build(row)`` makes an instance of
-    the model from a row that starts with them (further values are ignored). Each instance is
-    what an ORM-loaded, then expunged entity is: every column loaded, its identity key set,
-    detached, so it outlives any transaction and ``session.add`` attaches it as the stored row.
-    Table models do not validate on load either way; this skips the session's identity map and
-    the loader's per-row bookkeeping (~2 us an entity instead of ~30).
-    """
-
-    def __init__(self, entity: Any) -> None:
-        mapper = sa.inspect(entity)
-        attributes = list(mapper.column_attrs)
-        self.entity = entity
-        self.columns: list[Any] = [attribute.columns[0] for attribute in attributes]
-        self._keys = tuple(attribute.key for attribute in attributes)
-        primary = [column.key for column in mapper.primary_key]
-        if len(primary) != 1:
-            raise TypeError(f"{entity.__name__}: EntityRows needs a single-column primary key")
-        self._id_at = [column.key for column in self.columns].index(primary[0])
-        self._new = mapper.class_manager.new_instance
-
-    def build(self, row: Sequence[Any]) -> Any:
-        instance = self._new()
-        instance.__dict__.update(zip(self._keys, row, strict=False))
-        instance_state(instance).key = (self.entity, (row[self._id_at],), None)
-        return instance
-
-
-@cache
-def entity_rows(entity: Any) -> EntityRows:
-    """The (shared) ``EntityRows`` of a table model."""
-    return EntityRows(entity)
 
 
 class SqlVectorIndex:
