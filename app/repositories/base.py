@@ -164,6 +164,7 @@ class SqlAlchemyRepository(Generic[T]):
         self.table: sa.Table = self.columns.table
         self._validator = validator_for(self.model)
         self._name = self.model.__name__
+        self._entity: Any = self.model  # (a plain value for the caches keyed by it)
 
     # -- helpers for subclasses ---------------------------------------------------------------
 
@@ -242,14 +243,14 @@ class SqlAlchemyRepository(Generic[T]):
         run = driver.runner(session)
         with translate_errors(f"loading {self._name}"):
             if run is not None:
-                rows = await run.fetch(_by_key(self.model), {"key": key}, fixed=True)
+                rows = await run.fetch(_by_key(self._entity), {"key": key}, fixed=True)
                 if rows is not None:
                     return self._attach(rows)[0] if rows else None
             return await session.get(self.model, key)
 
     def _attach(self, rows: Sequence[Sequence[Any]]) -> builtins.list[T]:
         """Entities of rows fetched on the driver path, joined to the session as loaded ones."""
-        return attach(self.session, map(entity_rows(self.model).build, rows))
+        return attach(self.session, map(entity_rows(self._entity).build, rows))
 
     async def get_or_raise(self, id: Any) -> T:
         """The entity with primary key ``id``; NotFoundError otherwise."""
@@ -285,7 +286,7 @@ class SqlAlchemyRepository(Generic[T]):
         run = driver.runner(self.session)
         with translate_errors(f"listing {self._name}"):
             if run is not None:
-                columns = entity_rows(self.model).columns
+                columns = entity_rows(self._entity).columns
                 rows = await run.fetch(_sliced(sa.select(*columns), where, order, limit, offset))
                 if rows is not None:
                     return self._attach(rows)

@@ -245,7 +245,7 @@ def _wrapped(
     if not isinstance(translated, dbapi.Error):
         return None
     invalidated = dialect.is_disconnect(translated, adapted, None)
-    return sa_exc.DBAPIError.instance(
+    wrapped = sa_exc.DBAPIError.instance(
         sql,
         args,
         translated,
@@ -254,6 +254,7 @@ def _wrapped(
         dialect=dialect,
         connection_invalidated=invalidated,
     )
+    return wrapped if isinstance(wrapped, sa_exc.DBAPIError) else None
 
 
 def runner(session: AsyncSession) -> Runner | None:

@@ -60,13 +60,15 @@ def attach(session: AsyncSession, entities: Iterable[Any]) -> list[Any]:
     out = []
     for entity in entities:
         state = instance_state(entity)
-        held = identity_map.get(state.key)
+        key = state.key
+        assert key is not None, "built by EntityRows, with its identity key"
+        held = identity_map.get(key)
         if held is not None:
-            for key in instance_state(held).expired_attributes.copy():
-                set_committed_value(held, key, state.dict[key])
+            for name in instance_state(held).expired_attributes.copy():
+                set_committed_value(held, name, state.dict[name])
             out.append(held)
             continue
         state.session_id = sync.hash_key
-        identity_map._add_unpresent(state, state.key)
+        identity_map._add_unpresent(state, key)
         out.append(entity)
     return out

@@ -1,0 +1,113 @@
+"""Reads on the driver connection (app.repositories.driver), on every backend: the same entities
+as SQLAlchemy's own path, one object per row in a Unit of Work, driver errors translated."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from app.domain import Project, Task, TaskStatus
+from app.errors import BackendUnavailableError
+from app.repositories import driver
+
+
+async def _seed(layer) -> Project:
+    async with layer.uow() as uow:
+        project = await uow.projects.add(
+            Project(title="p", docs=[{"a": 1}], features=["x"], data=[], pinned=True)
+        )
+        await uow.tasks.add_many(
+            Task(project_id=project.id, title=f"t{n}", status=status, sources=[{"n": n}],
+                 task_order=n, feature="f" if n % 2 else None)
+            for n, status in enumerate([TaskStatus.TODO, TaskStatus.DOING, TaskStatus.DONE])
+        )  # fmt: skip
+        await uow.commit()
+    return project
+
+
+async def test_default_engines_read_on_the_driver_connection(make_layer) -> None:
+    layer = await make_layer()
+    logged = await make_layer(enable_query_logging=True)
+    await _seed(layer)
+    for read_only in (False, True):
+        async with layer.uow(read_only=read_only) as uow:
+            await uow.projects.list()  # connects
+            assert driver.runner(uow.session) is not None
+        async with logged.uow(read_only=read_only) as uow:
+            await uow.projects.list()
+            # Logging every statement needs SQLAlchemy's own path.
+            assert driver.runner(uow.session) is None
+
+
+async def test_the_driver_path_reads_what_the_session_path_reads(make_layer) -> None:
+    layer = await make_layer()
+    plain = await make_layer(enable_query_logging=True)  # SQLAlchemy's path throughout
+    project = await _seed(layer)
+
+    async def read(on) -> tuple[list[dict], dict, list[dict]]:
+        async with on.uow(read_only=True) as uow:
+            tasks = await uow.tasks.list({"project_id": project.id}, order_by=["task_order"])
+            got = await uow.projects.get(project.id)
+            sliced = await uow.tasks.list(
+                {"status": {"in": ["todo", "done"]}}, order_by=["-task_order"], limit=1, offset=1
+            )
+            return (
+                [t.model_dump() for t in tasks],
+                got.model_dump(),
+                [t.model_dump() for t in sliced],
+            )
+
+    fast, slow = await read(layer), await read(plain)
+    assert fast == slow
+    tasks, got, sliced = fast
+    assert [t["title"] for t in tasks] == ["t0", "t1", "t2"]
+    assert [t["title"] for t in sliced] == ["t0"]
+    assert isinstance(tasks[0]["id"], uuid.UUID) and tasks[0]["status"] == TaskStatus.TODO
+    assert tasks[1]["sources"] == [{"n": 1}] and tasks[0]["feature"] is None
+    assert got["pinned"] is True and got["docs"] == [{"a": 1}]
+    assert got["created_at"].utcoffset().total_seconds() == 0
+
+
+async def test_a_row_is_one_entity_in_a_unit_of_work(layer, sql) -> None:
+    project = await _seed(layer)
+    async with layer.uow() as uow:
+        got = await uow.projects.get(project.id)
+        assert await uow.projects.get(project.id) is got
+        assert (await uow.projects.list())[0] is got
+        # Another writer changes the row (on SQLite it would wait for this writer's lock).
+        changes = layer.dialect_name != "sqlite"
+        if changes:
+            await sql.execute("UPDATE archon_projects SET title = 'changed'")
+        await uow.rollback()  # expires what the session holds: the next read refreshes it
+        again = await uow.projects.get(project.id)
+        assert again is got
+        assert again.title == ("changed" if changes else "p")
+        listed = await uow.tasks.list(order_by=["task_order"])
+        assert [t.title for t in listed] == ["t0", "t1", "t2"]
+
+
+_SERVER_CONNECTIONS = {
+    "postgresql": "SELECT pid FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    "mysql": "SELECT id FROM information_schema.processlist "
+    "WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+}
+_KILL = {"postgresql": "SELECT pg_terminate_backend(:id)", "mysql": "KILL :id"}
+
+
+@pytest.mark.backends("pgvector", "postgres", "mariadb")
+async def test_a_dropped_connection_fails_the_read_once_then_is_replaced(layer, sql) -> None:
+    project = await _seed(layer)
+    async with layer.uow(read_only=True) as uow:
+        assert await uow.projects.get(project.id) is not None
+        assert driver.runner(uow.session) is not None
+    for (pid,) in await sql.all(_SERVER_CONNECTIONS[layer.dialect_name]):
+        await sql.execute(_KILL[layer.dialect_name], id=pid)
+    await asyncio.sleep(0.2)
+    with pytest.raises(BackendUnavailableError, match="reachable"):
+        async with layer.uow(read_only=True) as uow:
+            await uow.projects.get(project.id)
+    async with layer.uow(read_only=True) as uow:
+        assert (await uow.projects.get_or_raise(project.id)).title == "p"
