@@ -39,7 +39,7 @@ class Compiled:
     sql: str
     names: tuple[str, ...]  # bound parameters, in positional order
     binds: tuple[Callable[[Any], Any] | None, ...]
-    results: tuple[Callable[[Any], Any] | None, ...]  # per returned column
+    converted: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column index, result processor)
     compiled: Any
 
 
@@ -104,9 +104,10 @@ class StatementCache:
             sql=compiled.string,
             names=names,
             binds=tuple(processors.get(name) for name in names),
-            results=tuple(
-                column.type.dialect_impl(dialect).result_processor(dialect, None)
-                for column in columns
+            converted=tuple(
+                (at, processor)
+                for at, column in enumerate(columns)
+                if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
             ),
             compiled=compiled,
         )
@@ -184,7 +185,7 @@ class Runner:
 
     async def fetch(
         self, statement: Any, params: Mapping[str, Any] | None = None, *, fixed: bool = False
-    ) -> list[tuple[Any, ...]] | None:
+    ) -> Rows | None:
         """The rows of ``statement``, values converted; ``None``: use the session instead.
         ``fixed``: a statement built once and reused, its values all in ``params``."""
         prepared = (
@@ -196,13 +197,16 @@ class Runner:
             return None
         compiled, args = prepared
         rows = await self._run(self.driver.fetch, compiled.sql, args)
-        results = compiled.results
-        if not any(results):
-            return [tuple(row) for row in rows]
-        return [
-            tuple(value if p is None else p(value) for value, p in zip(row, results, strict=False))
-            for row in rows
-        ]
+        converted = compiled.converted
+        if not converted:
+            return rows
+        out: Rows = []
+        for row in rows:
+            values = list(row)
+            for at, convert in converted:
+                values[at] = convert(values[at])
+            out.append(values)
+        return out
 
     async def execute(self, statement: Any, params: Mapping[str, Any] | None = None) -> int | None:
         """Run ``statement``; the rows it matched (``None``: use the session instead)."""
@@ -215,7 +219,14 @@ class Runner:
     async def _run(self, call: Callable[[Any, str, list[Any]], Awaitable[Any]], sql: str,
                    args: list[Any]) -> Any:  # fmt: skip
         connection = await self.session.connection()
-        fairy = await connection.get_raw_connection()
+        sync = connection.sync_connection
+        # The pooled connection it holds (a plain attribute unless it must reconnect, which
+        # needs SQLAlchemy's async bridge).
+        fairy = (
+            await connection.get_raw_connection()
+            if sync.invalidated or sync.closed
+            else sync.connection
+        )
         adapted = fairy.dbapi_connection
         try:
             if self.driver.begin is not None:
