@@ -223,9 +223,9 @@ class Runner:
         # The pooled connection it holds (a plain attribute unless it must reconnect, which
         # needs SQLAlchemy's async bridge).
         fairy = (
-            await connection.get_raw_connection()
-            if sync.invalidated or sync.closed
-            else sync.connection
+            sync.connection
+            if sync is not None and not (sync.invalidated or sync.closed)
+            else await connection.get_raw_connection()
         )
         adapted = fairy.dbapi_connection
         try:
