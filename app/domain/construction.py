@@ -8,8 +8,9 @@ what does not change (the field order, the defaults, each attribute's SQLAlchemy
 and then does the same work per entity: the values given, then the defaults, each stored by the
 attribute's ``set`` (what ``set_attribute`` calls: SQLAlchemy's events, history and modified flag
 as before). pydantic's part of the assignment, for a plain field, is to put the value in
-``__dict__`` (SQLAlchemy's ``set`` has) and to note the name in ``__pydantic_fields_set__``, which
-SQLModel then replaces by the names given; that set is made directly.
+``__dict__`` (again: a "set" listener's replacement does not stay, with SQLModel either) and to
+note the name in ``__pydantic_fields_set__``, which SQLModel then replaces by the names given;
+that set is made directly.
 
 A model needing more (aliases, extra fields, private attributes, relationships, validated or
 frozen assignment) and an instance built a second time are left to SQLModel.
@@ -80,6 +81,7 @@ class Construction:
         impls = self.impls
         for name, value in values.items():
             impls[name].set(state, state_dict, value, None)
+        state_dict.update(values)  # pydantic's part: the value given, whatever a listener made
         object.__setattr__(instance, "__pydantic_fields_set__", given)
         object.__setattr__(instance, "__pydantic_extra__", None)
         object.__setattr__(instance, "__pydantic_private__", None)

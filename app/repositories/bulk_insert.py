@@ -12,7 +12,8 @@ in the Unit of Work's transaction, and sets the generated ids on the entities as
   asyncpg as they are, so a ``vector`` column needs pgvector's codec on the connection (the
   pgvector index registers it).
 - Elsewhere: multi-row ``INSERT ... RETURNING`` (SQLite 3.35+, MariaDB 10.5+), ids mapped back
-  in parameter order. Without RETURNING (MySQL 8), or on another PostgreSQL driver,
+  in parameter order. On MariaDB, extra columns of bytes (float32 vectors) travel as hex text
+  decoded by ``UNHEX``, which the client inlines ~25 times faster than escaped bytes. Without RETURNING (MySQL 8), or on another PostgreSQL driver,
   ``UnsupportedFeatureError``: insert, then update the vectors.
 
 Run it inside a savepoint (the repositories' ``_atomic``): a failed COPY aborts the transaction.
@@ -27,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.types import TypeDecorator
 
 from app.errors import DataLayerError, InvalidInputError, UnsupportedFeatureError
 from app.repositories.bulk import MAX_PARAMETERS, MAX_ROWS, batches, returns_ids, value_bytes
@@ -214,24 +216,49 @@ async def _insert_sqlite(
 
 # -- MariaDB: multi-row INSERT ... RETURNING ---------------------------------------------------
 
-_WIDE: dict[tuple[str, tuple[str, ...]], sa.Table] = {}
+_WIDE: dict[tuple[str, tuple[tuple[str, bool], ...]], sa.Table] = {}
+_BYTES = (bytes, bytearray, memoryview)
 
 
-def _wide_table(table: sa.Table, extra: tuple[str, ...]) -> sa.Table:
-    """``table`` plus the ``extra`` columns (values passed through untyped), made once."""
+class HexBytes(TypeDecorator[bytes]):
+    """Bytes sent to MySQL/MariaDB as hex text, turned back into the same bytes by ``UNHEX``.
+
+    The MySQL client inlines every value into the statement text and escapes bytes character by
+    character: ~200 us for a 6 KB float32 vector, far more than the rest of its row. Hex text
+    costs ~8 us and needs no escaping.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def bind_expression(self, bindvalue: Any) -> Any:
+        return sa.func.unhex(bindvalue)
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else bytes(value).hex()
+
+
+def _wide_table(table: sa.Table, extra: tuple[tuple[str, bool], ...]) -> sa.Table:
+    """``table`` plus the ``extra`` columns, made once: (name, holds bytes) each; bytes go as
+    ``HexBytes``, other values pass through untyped."""
     key = (table.fullname, extra)
     if key not in _WIDE:
         wide = table.to_metadata(sa.MetaData())
-        for name in extra:
-            wide.append_column(sa.Column(name, sa.types.NullType()))
+        for name, binary in extra:
+            wide.append_column(sa.Column(name, HexBytes() if binary else sa.types.NullType()))
         _WIDE[key] = wide
     return _WIDE[key]
+
+
+def _holds_bytes(values: Sequence[Any]) -> bool:
+    present = [value for value in values if value is not None]
+    return bool(present) and all(isinstance(value, _BYTES) for value in present)
 
 
 async def _insert_returning(
     session: AsyncSession, columns: ModelColumns, items: Sequence[Any], extra: dict[str, Any]
 ) -> None:
-    wide = _wide_table(columns.table, tuple(extra))
+    wide = _wide_table(columns.table, tuple((n, _holds_bytes(v)) for n, v in extra.items()))
     pk, pk_attr = columns.pk, columns.attr_of[columns.pk.name]
     rows = []
     for index, entity in enumerate(items):
