@@ -61,9 +61,9 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
         # No BEGIN/ROLLBACK: each read is its own transaction (on SQLite every call to the
         # driver's thread is a hop); an explicit isolation level still gets a transaction.
         _autocommit(kwargs)
-    if not pooled and not settings.enable_query_logging:
-        # Hot reads and single-row writes may run on the driver connection (app.repositories
-        # .driver): not behind a transaction pooler, and not when every statement is logged.
+    if not pooled:
+        # Hot reads may run on the driver connection (app.repositories.driver); behind a
+        # transaction pooler statements keep SQLAlchemy's pooler-safe preparation.
         kwargs.setdefault("execution_options", {})[DRIVER_STATEMENTS] = True
     engine = create_async_engine(url, **kwargs)
     if backend == "sqlite":

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state
 
 from app.domain import CodeExample, CrawledPage, Source
 from app.errors import InvalidInputError, translate_errors
@@ -44,7 +45,7 @@ Chunk = CrawledPage | CodeExample
 Item = tuple[Chunk, Sequence[float] | None]
 # done, total; total is the count so far when ``items`` has no length.
 Progress = Callable[[int, int], Any]
-DEFAULT_BATCH_SIZE = 500
+DEFAULT_BATCH_SIZE = 1000
 _COLLECTIONS: dict[type, tuple[str, str]] = {
     CrawledPage: ("crawled_pages", "pages"),
     CodeExample: ("code_examples", "code_examples"),
@@ -103,7 +104,48 @@ class _Ingestion:
 
     def check(self, items: list[Item]) -> _Batch:
         """Every chunk is of one kind and belongs to the source; vectors valid, of one length."""
-        for chunk, _ in items:
+        chunks = [chunk for chunk, _ in items]
+        vectors = [vector for _, vector in items]
+        self._check_chunks(chunks)
+        given = [vector for vector in vectors if vector is not None]
+        lengths = {len(vector) for vector in given} | (
+            {self.dimension} if self.dimension is not None and given else set()
+        )
+        if len(lengths) > 1:
+            raise InvalidInputError(
+                f"one ingest holds vectors of one embedding model and length; got {sorted(lengths)}"
+            )
+        matrix = None
+        if given:
+            self.dimension = lengths.pop()
+            matrix = as_matrix(given, self.dimension)  # NaN, infinity and zero vectors at once
+        # Straight into the state: the chunks are transient and written by Core, so the ORM's
+        # change events and pydantic's assignment checks (an int, a str) buy nothing here and
+        # cost ~10 us a chunk.
+        model = self.embedding_model
+        dimensions = (
+            [self.dimension] * len(items)
+            if len(given) == len(vectors)
+            else [len(vector) if vector is not None else None for vector in vectors]
+        )
+        for chunk, dimension in zip(chunks, dimensions, strict=True):
+            state = chunk.__dict__
+            state["embedding_model"] = model or state.get("embedding_model")
+            state["embedding_dimension"] = dimension
+        return _Batch(chunks, vectors, matrix)
+
+    def _check_chunks(self, chunks: list[Chunk]) -> None:
+        kinds = {type(chunk) for chunk in chunks}
+        sources = {chunk.__dict__.get("source_id") for chunk in chunks}
+        kind = kinds.pop() if len(kinds) == 1 else None
+        if (
+            kind in _COLLECTIONS
+            and self.kind in (None, kind)
+            and sources == {self.source.source_id}
+        ):
+            self.kind = kind
+            return
+        for chunk in chunks:  # something is wrong: find the first chunk at fault
             kind = type(chunk)
             if kind not in _COLLECTIONS:
                 raise InvalidInputError(
@@ -119,28 +161,6 @@ class _Ingestion:
                     f"chunk {chunk.url}#{chunk.chunk_number} names source {chunk.source_id!r}, "
                     f"not the ingested source {self.source.source_id!r}"
                 )
-        vectors = [vector for _, vector in items]
-        given = [vector for vector in vectors if vector is not None]
-        lengths = {len(vector) for vector in given} | (
-            {self.dimension} if self.dimension is not None and given else set()
-        )
-        if len(lengths) > 1:
-            raise InvalidInputError(
-                f"one ingest holds vectors of one embedding model and length; got {sorted(lengths)}"
-            )
-        matrix = None
-        if given:
-            self.dimension = lengths.pop()
-            matrix = as_matrix(given, self.dimension)  # NaN, infinity and zero vectors at once
-        model = self.embedding_model
-        for chunk, vector in items:
-            # Straight into the state: the chunks are transient and written by Core, so the
-            # ORM's change events and pydantic's assignment checks (an int, a str) buy nothing
-            # here and cost ~10 us a chunk.
-            state = chunk.__dict__
-            state["embedding_model"] = model or state.get("embedding_model")
-            state["embedding_dimension"] = len(vector) if vector is not None else None
-        return _Batch([chunk for chunk, _ in items], vectors, matrix)
 
     def report(self) -> IngestReport:
         return IngestReport(
@@ -227,9 +247,9 @@ async def _write(run: _Ingestion, uow: SqlAlchemyUnitOfWork, batch: _Batch) -> N
     chunks = validator_for(run.kind or CrawledPage).many(batch.chunks)
     if not chunks:
         return
-    if not all(sa.inspect(chunk).transient for chunk in chunks):
+    if not all(instance_state(chunk).transient for chunk in chunks):
         raise InvalidInputError("a chunk given to ingest is already stored")
-    fresh = sorted({chunk.url for chunk in chunks} - run.urls)
+    fresh = sorted({chunk.__dict__["url"] for chunk in chunks} - run.urls)  # checked: set
     run.urls.update(fresh)
     vectors = uow.vectors
     dialect = (await uow.session.connection()).dialect

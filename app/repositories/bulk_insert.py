@@ -13,8 +13,9 @@ in the Unit of Work's transaction, and sets the generated ids on the entities as
   pgvector index registers it).
 - Elsewhere: multi-row ``INSERT ... RETURNING`` (SQLite 3.35+, MariaDB 10.5+), ids mapped back
   in parameter order. On MariaDB, extra columns of bytes (float32 vectors) travel as hex text
-  decoded by ``UNHEX``, which the client inlines ~25 times faster than escaped bytes. Without RETURNING (MySQL 8), or on another PostgreSQL driver,
-  ``UnsupportedFeatureError``: insert, then update the vectors.
+  decoded by ``UNHEX``, which the client inlines ~25 times faster than escaped bytes. Without
+  RETURNING (MySQL 8), or on another PostgreSQL driver, ``UnsupportedFeatureError``: insert,
+  then update the vectors.
 
 Run it inside a savepoint (the repositories' ``_atomic``): a failed COPY aborts the transaction.
 """
@@ -97,7 +98,7 @@ async def _copy(
         await connection.exec_driver_sql("SELECT 1")
     pk_attr = columns.attr_of[columns.pk.name]
     missing = [e for e in items if e.__dict__.get(pk_attr) is None]
-    keys = dict(zip(map(id, missing), await _next_ids(driver, columns, len(missing)), strict=True))
+    keys = await _next_ids(driver, columns, len(missing))
     names = list(columns.attr_of)
     records = _records(columns, connection.dialect, names, items, keys, list(extra.values()))
     await _driver_call(
@@ -107,8 +108,8 @@ async def _copy(
         columns=[*columns.attr_of, *extra],
         records=records,
     )
-    for entity in missing:
-        setattr(entity, pk_attr, keys[id(entity)])
+    for entity, key in zip(missing, keys, strict=True):
+        setattr(entity, pk_attr, key)
 
 
 def _records(
@@ -116,26 +117,29 @@ def _records(
     dialect: Dialect,
     names: list[str],
     items: Sequence[Any],
-    keys: dict[int, Any],
+    keys: Sequence[Any],
     extras: list[Sequence[Any]],
 ) -> list[tuple[Any, ...]]:
-    """Per entity: the ``names`` columns' values as the driver takes them, then the extras."""
-    attrs = [columns.attr_of[name] for name in names]
-    # What an INSERT's compiled statement would apply (variants and TypeDecorators resolved for
-    # this dialect): JSON to text, enums to names, time zones.
-    processors = [columns.by_name[name].type._cached_bind_processor(dialect) for name in names]
-    pk_position = names.index(columns.pk.name) if columns.pk.name in names else None
-    records = []
-    for index, entity in enumerate(items):
-        state = entity.__dict__
-        values = [state.get(attr) for attr in attrs]
-        if pk_position is not None and values[pk_position] is None:
-            values[pk_position] = keys[id(entity)]
-        row = [
-            v if p is None or v is None else p(v) for v, p in zip(values, processors, strict=True)
-        ]
-        records.append((*row, *(column[index] for column in extras)))
-    return records
+    """Per entity: the ``names`` columns' values as the driver takes them, then the extras.
+
+    ``keys`` fill, in order, the primary keys the entities lack. Built column by column: one
+    lookup of each column's processor, not one per value.
+    """
+    states = [entity.__dict__ for entity in items]
+    values: list[Sequence[Any]] = []
+    for name in names:
+        attr = columns.attr_of[name]
+        column = [state.get(attr) for state in states]
+        if name == columns.pk.name and keys:
+            fill = iter(keys)
+            column = [value if value is not None else next(fill) for value in column]
+        # What an INSERT's compiled statement would apply (variants and TypeDecorators resolved
+        # for this dialect): JSON to text, enums to names, time zones.
+        process = columns.by_name[name].type._cached_bind_processor(dialect)
+        if process is not None:
+            column = [value if value is None else process(value) for value in column]
+        values.append(column)
+    return list(zip(*values, *extras, strict=True))
 
 
 async def _next_ids(driver: Any, columns: ModelColumns, count: int) -> list[Any]:
@@ -189,7 +193,7 @@ async def _insert_sqlite(
     if len(given) > 1:
         raise InvalidInputError("set the primary key on all entities of a batch or on none")
     names = [n for n in columns.attr_of if n != pk.name or given == {True}]
-    records = _records(columns, dialect, names, items, {}, list(extra.values()))
+    records = _records(columns, dialect, names, items, [], list(extra.values()))
     quote = dialect.identifier_preparer.quote
     width = len(names) + len(extra)
     head = (

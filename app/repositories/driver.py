@@ -9,18 +9,21 @@ aiomysql) and converts the values with the types' result processors. Same SQL, s
 same transaction; driver errors are wrapped as SQLAlchemy would wrap them, and a connection the
 server dropped is invalidated in the pool.
 
-``runner(session)`` says whether a session may take this path: a supported driver, and an engine
-without the statement logging or transaction-pooler settings that need SQLAlchemy's own path
-(see ``app.engines``). Otherwise callers use the session as usual.
+``runner(session)`` says whether a session may take this path: a supported driver, an engine not
+behind a transaction pooler (see ``app.engines``), and nobody listening to every statement
+(query logging, tracing instrumentation): those keep SQLAlchemy's own path.
 """
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import types as sa_types
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.util import LRUCache
@@ -41,6 +44,8 @@ class Compiled:
     binds: tuple[Callable[[Any], Any] | None, ...]
     converted: tuple[tuple[int, Callable[[Any], Any]], ...]  # (column index, result processor)
     compiled: Any
+    row: Callable[..., Any]  # a named tuple of the returned columns
+    defaults: dict[str, Any]  # the values bound in the statement itself (literals)
 
 
 class StatementCache:
@@ -86,8 +91,9 @@ class StatementCache:
         compiled = entry[1]
         if compiled is None:
             return None
+        values = {**compiled.defaults, **params}
         return compiled, [
-            params[name] if bind is None else bind(params[name])
+            values[name] if bind is None else bind(values[name])
             for name, bind in zip(compiled.names, compiled.binds, strict=True)
         ]
 
@@ -98,6 +104,7 @@ class StatementCache:
         if compiled.literal_execute_params or compiled.post_compile_params:
             return None
         names = tuple(compiled.positiontup or ())
+        defaults = compiled.construct_params(_check=False)
         processors = compiled._bind_processors
         columns = getattr(statement, "exported_columns", ())
         return Compiled(
@@ -107,10 +114,32 @@ class StatementCache:
             converted=tuple(
                 (at, processor)
                 for at, column in enumerate(columns)
-                if (processor := column.type.dialect_impl(dialect).result_processor(dialect, None))
+                if (processor := _result_processor(column.type, dialect))
             ),
             compiled=compiled,
+            defaults={name: defaults[name] for name in names if defaults.get(name) is not None},
+            row=namedtuple("Row", [c.key for c in columns], rename=True),
         )
+
+
+def _result_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    """The type's result processor for ``dialect``, as SQLAlchemy applies it."""
+    try:
+        processor: Callable[[Any], Any] | None = type_.dialect_impl(dialect).result_processor(
+            dialect, None
+        )
+    except TypeError:
+        # asyncpg's numerics choose by the driver's column type, known only after execution:
+        # convert whatever number arrives to what the type promises.
+        if not isinstance(type_, sa_types.Numeric | sa_types.Float):
+            raise
+        kind: Callable[[Any], Any] = _as_decimal if type_.asdecimal else float
+        return lambda value: None if value is None else kind(value)
+    return processor
+
+
+def _as_decimal(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 @dataclass(frozen=True)
@@ -184,10 +213,18 @@ class Runner:
         self.cache = cache
 
     async def fetch(
-        self, statement: Any, params: Mapping[str, Any] | None = None, *, fixed: bool = False
+        self,
+        statement: Any,
+        params: Mapping[str, Any] | None = None,
+        *,
+        fixed: bool = False,
+        named: bool = False,
     ) -> Rows | None:
         """The rows of ``statement``, values converted; ``None``: use the session instead.
-        ``fixed``: a statement built once and reused, its values all in ``params``."""
+
+        ``fixed``: a statement built once and reused, its values all in ``params``. ``named``:
+        rows as named tuples (values by column name too, as SQLAlchemy's rows give them).
+        """
         prepared = (
             self.cache.prepare_fixed(statement, params or {})
             if fixed
@@ -198,15 +235,18 @@ class Runner:
         compiled, args = prepared
         rows = await self._run(self.driver.fetch, compiled.sql, args)
         converted = compiled.converted
-        if not converted:
-            return rows
-        out: Rows = []
-        for row in rows:
-            values = list(row)
-            for at, convert in converted:
-                values[at] = convert(values[at])
-            out.append(values)
-        return out
+        if converted:
+            out: Rows = []
+            for row in rows:
+                values = list(row)
+                for at, convert in converted:
+                    values[at] = convert(values[at])
+                out.append(values)
+            rows = out
+        if named:
+            make = compiled.row
+            return [make(*row) for row in rows]
+        return rows
 
     async def execute(self, statement: Any, params: Mapping[str, Any] | None = None) -> int | None:
         """Run ``statement``; the rows it matched (``None``: use the session instead)."""
@@ -273,6 +313,9 @@ def runner(session: AsyncSession) -> Runner | None:
     bind = session.get_bind()
     if not bind.get_execution_options().get(DRIVER_STATEMENTS):
         return None
+    events = bind.dispatch
+    if events.before_cursor_execute or events.after_cursor_execute:
+        return None  # someone watches every statement (logging, tracing): SQLAlchemy's path
     dialect = bind.dialect
     driver = DRIVERS.get(dialect.driver)
     if driver is None or dialect.server_version_info is None:  # not connected yet

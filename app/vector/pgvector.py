@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInputError, UnsupportedFeatureError, translate_errors
 from app.filters import OPERATORS
+from app.repositories import driver
 from app.repositories.rows import entity_rows
 from app.vector.port import VectorCapabilities, VectorHit, collection_table
 from app.vector.sql_common import (
@@ -218,7 +219,7 @@ class PgVectorIndex(SqlVectorIndex):
             if k == 0:
                 return []
             await self._prepare_connection(session)
-            statement = self._statement(
+            statement, fixed = self._statement(
                 collection, dimension, k, filters, embedding_model, whole, fused
             )
             params = {"q": query_vector}
@@ -226,9 +227,13 @@ class PgVectorIndex(SqlVectorIndex):
                 params["hq"] = query_vector
             if fused is not None:
                 params["t"] = text
+            run = driver.runner(session)
             with translate_errors(f"searching {table}"):
-                rows = (await session.execute(statement, params)).all()
-        return list(rows)
+                if run is not None:
+                    found = await run.fetch(statement, params, fixed=fixed, named=True)
+                    if found is not None:
+                        return found
+                return list((await session.execute(statement, params)).all())
 
     def _statement(
         self,
@@ -239,17 +244,18 @@ class PgVectorIndex(SqlVectorIndex):
         embedding_model: str | None,
         whole: bool,
         fused: tuple[Callable[[str, Any], Any], int] | None = None,
-    ) -> Any:
-        """The nearest-rows (or fused) statement; unfiltered ones are built once and reused
-        (building one costs more than PostgreSQL takes to answer a top-10 HNSW query)."""
+    ) -> tuple[Any, bool]:
+        """The nearest-rows (or fused) statement, and whether it is built once and reused:
+        unfiltered ones are (building one costs more than PostgreSQL takes to answer a top-10
+        HNSW query)."""
         if filters or embedding_model is not None:
             where = self.filter_clause(collection, filters, embedding_model)
-            return self._build(collection, dimension, k, where, whole, fused)
+            return self._build(collection, dimension, k, where, whole, fused), False
         cache = self._shared.setdefault("statements", {})
         key = (collection, dimension, k, whole, fused)
         if key not in cache:
             cache[key] = self._build(collection, dimension, k, sa.true(), whole, fused)
-        return cache[key]
+        return cache[key], True
 
     def _build(
         self,
