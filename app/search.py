@@ -12,15 +12,16 @@ fusion, and the rows themselves.
 
 from __future__ import annotations
 
-import random
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.engines import is_autocommit
 from app.errors import InvalidInputError, translate_errors
 from app.repositories.rows import entity_rows
 from app.vector.factory import AutoVectorIndex
@@ -110,34 +111,45 @@ async def _pgvector_search(
     fusion and rows included, in autocommit.
 
     A single statement sees one snapshot and writes nothing, so it needs no transaction:
-    autocommit spares the BEGIN and ROLLBACK round trips a read-only Unit of Work costs.
-    Served by a read replica when there are some, as read-only Units of Work are.
+    autocommit spares the BEGIN and ROLLBACK round trips. Served by the readers (read replicas
+    when there are some), as read-only Units of Work are.
     """
-    engine = random.choice(layer.read_engines) if layer.read_engines else layer.engine
-    with translate_errors("connecting for a vector search"):
-        async with engine.connect() as connection:
-            await connection.execution_options(isolation_level="AUTOCOMMIT")
-            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
-                bound = index.bind(session)
-                if text is None:
-                    found = await bound.query_entities(
-                        collection, vector, k, filters, embedding_model=embedding_model
-                    )
-                    return [SearchHit(entity=e, score=s, match_type="vector") for e, s in found]
-                fused = await bound.query_fused(
-                    collection,
-                    vector,
-                    k,
-                    filters,
-                    embedding_model=embedding_model,
-                    keyword=_postgresql_bound,
-                    text=text,
-                    rrf_k=RRF_K,
-                )
+    async with _autocommit_session(layer) as session:
+        bound = index.bind(session)
+        if text is None:
+            found = await bound.query_entities(
+                collection, vector, k, filters, embedding_model=embedding_model
+            )
+            return [SearchHit(entity=e, score=s, match_type="vector") for e, s in found]
+        fused = await bound.query_fused(
+            collection,
+            vector,
+            k,
+            filters,
+            embedding_model=embedding_model,
+            keyword=_postgresql_bound,
+            text=text,
+            rrf_k=RRF_K,
+        )
     return [
         SearchHit(entity=entity, score=score, match_type=cast(MatchType, kind))
         for entity, score, kind in fused
     ]
+
+
+@asynccontextmanager
+async def _autocommit_session(layer: DataLayer) -> AsyncIterator[AsyncSession]:
+    """A session whose statements each run on their own: a read-only Unit of Work on the
+    readers' autocommit pools, else a writer connection switched to autocommit."""
+    if layer.read_engines and all(is_autocommit(engine) for engine in layer.read_engines):
+        async with layer.uow(read_only=True) as uow:
+            yield uow.session
+        return
+    with translate_errors("connecting for a vector search"):
+        async with layer.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            async with AsyncSession(bind=connection, expire_on_commit=False) as session:
+                yield session
 
 
 def resolve_mode(mode: str, vector: Sequence[float] | None, text: str | None) -> str:
