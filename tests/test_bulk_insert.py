@@ -108,6 +108,24 @@ async def test_given_ids_are_kept(bulk_layer: DataLayer, sql: Sql) -> None:
     assert await sql.scalar("SELECT count(*) FROM archon_crawled_pages WHERE id > 1000") == 2
 
 
+@pytest.mark.backends("pgvector", "postgres")
+async def test_copy_mixes_given_and_drawn_ids_across_its_slices(
+    bulk_layer: DataLayer, sql: Sql
+) -> None:
+    chunks, vectors = _chunks(150), _vectors(150)  # COPY's records are made 64 at a time
+    given = {10: 10_010, 64: 10_064, 149: 10_149}
+    for index, key in given.items():
+        chunks[index].id = key
+
+    await _insert(bulk_layer, chunks, vectors)
+
+    assert all(chunks[i].id == key for i, key in given.items())
+    drawn = [c.id for i, c in enumerate(chunks) if i not in given]
+    assert None not in drawn and drawn == sorted(drawn) and len(set(drawn)) == 147
+    rows = await sql.all("SELECT id, content FROM archon_crawled_pages ORDER BY id")
+    assert sorted((r.id, r.content) for r in rows) == sorted((c.id, c.content) for c in chunks)
+
+
 @pytest.mark.parametrize("count", [2, 80])
 async def test_a_duplicate_is_a_conflict_and_leaves_the_unit_of_work_usable(
     bulk_layer: DataLayer, sql: Sql, count: int

@@ -145,3 +145,14 @@ def test_a_second_init_is_left_to_sqlmodel(by_sqlmodel: Callable[[type[Any]], No
 
 def test_the_base_model_is_not_a_table() -> None:
     assert ArchonModel not in MODELS and len(MODELS) == len(archon_registry.mappers)
+
+
+def test_missing_attributes_raise_as_pydantic_raises() -> None:
+    bare = CrawledPage.__new__(CrawledPage)  # no SQLAlchemy state yet, as SQLAlchemy finds it
+    page = CrawledPage(url="u")
+
+    for entity, name in [(bare, "_sa_instance_state"), (bare, "nope"), (page, "nope")]:
+        with pytest.raises(AttributeError) as raised:
+            getattr(entity, name)
+        assert str(raised.value) == f"'CrawledPage' object has no attribute '{name}'"
+    assert not hasattr(bare, "_sa_instance_state") and hasattr(page, "_sa_instance_state")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import MetaData
 from sqlalchemy.orm import registry
@@ -24,6 +24,7 @@ NAMING_CONVENTION = {
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 archon_registry = registry(metadata=metadata)
 _CONSTRUCTIONS: dict[type[Any], Construction | None] = {}
+_STATE = "_sa_instance_state"
 
 
 class ArchonModel(SQLModel, registry=archon_registry):
@@ -37,6 +38,15 @@ class ArchonModel(SQLModel, registry=archon_registry):
         construction = _construction(type(__pydantic_self__))
         if construction is None or not construction.build(__pydantic_self__, data):
             super().__init__(**data)
+
+    if not TYPE_CHECKING:  # declared as pydantic declares its own, unseen by type checkers
+
+        def __getattr__(self, name: str) -> Any:
+            # SQLAlchemy asks every new instance whether it has its state yet (hasattr); the
+            # same answer as pydantic's, without its lookups: ~1.5 us of a ~12 us construction.
+            if name == _STATE:
+                raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+            return super().__getattr__(name)
 
 
 def _construction(model: type[Any]) -> Construction | None:

@@ -181,6 +181,9 @@ async def upsert_all(
         groups.setdefault(frozenset(row), []).append(row)
     row_size = _sized(dialect, dict.values)
     for group in groups.values():
+        if len(group) == 1:  # the values as parameters: a statement SQLAlchemy compiles once
+            await session.execute(_statement(dialect, plan, None), group[0])
+            continue
         for chunk in batches(group, len(group[0]), row_size):
             await session.execute(_statement(dialect, plan, list(chunk)))
     _sync_loaded(session, plan, rows)
@@ -212,18 +215,37 @@ def _last_wins(plan: UpsertPlan, rows: list[dict[str, Any]]) -> list[dict[str, A
     return list(by_key.values())
 
 
-def _statement(dialect: Dialect, plan: UpsertPlan, rows: list[dict[str, Any]]) -> Any:
+_ONE_ROW: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
+
+
+def _statement(dialect: Dialect, plan: UpsertPlan, rows: list[dict[str, Any]] | None) -> Any:
+    """The upsert of ``rows`` in one multi-row VALUES; with None, of one row given as the
+    execution's parameters (made once per plan, so SQLAlchemy compiles it once per shape)."""
+    if rows is None:
+        key = (
+            dialect.name,
+            plan.columns.table.fullname,
+            tuple(c.name for c in plan.on),
+            tuple(c.name for c in plan.update),
+        )
+        if key not in _ONE_ROW:
+            _ONE_ROW[key] = _upsert(dialect, plan, lambda insert: insert)
+        return _ONE_ROW[key]
+    return _upsert(dialect, plan, lambda insert: insert.values(rows))
+
+
+def _upsert(dialect: Dialect, plan: UpsertPlan, values: Callable[[Any], Any]) -> Any:
     table = plan.columns.table
     if dialect.name in ("mysql", "mariadb"):
-        my = mysql.insert(table).values(rows)
+        my = values(mysql.insert(table))
         if plan.update:
             return my.on_duplicate_key_update({c.name: my.inserted[c.name] for c in plan.update})
         pk = plan.columns.pk  # "no update": a no-op assignment keeps the existing row
         return my.on_duplicate_key_update({pk.name: table.c[pk.name]})
     if dialect.name == "postgresql":
-        stmt: Any = postgresql.insert(table).values(rows)
+        stmt: Any = values(postgresql.insert(table))
     elif dialect.name == "sqlite":
-        stmt = sqlite.insert(table).values(rows)
+        stmt = values(sqlite.insert(table))
     else:
         raise UnsupportedFeatureError(f"upsert_many is not implemented for {dialect.name!r}")
     on = [c.name for c in plan.on]
