@@ -19,6 +19,10 @@ log = logging.getLogger("app.sql")
 AUTOCOMMIT = "archon_autocommit"  # execution option marking engines of autocommit readers
 # Execution option: statements may run on the driver connection (app.repositories.driver).
 DRIVER_STATEMENTS = "archon_driver_statements"
+# The HNSW candidate list PostgreSQL connections start with, and the execution option saying so:
+# a nearest-rows query whose ef_search is this one needs no settings of its own.
+DEFAULT_EF_SEARCH = 64
+HNSW_EF_SEARCH = "archon_hnsw_ef_search"
 
 
 def _pooler_statement_name() -> str:
@@ -55,6 +59,8 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
             .render_as_string(hide_password=False)
         )
     pooled = settings.database_type is DatabaseType.SUPABASE
+    if backend == "postgresql" and not pooled:
+        _hnsw_defaults(kwargs)
     if backend == "postgresql" and read_only and not pooled:
         _read_only_postgresql(kwargs)
     if backend in ("sqlite", "mysql") and read_only:
@@ -85,8 +91,22 @@ def _read_only_postgresql(kwargs: dict[str, Any]) -> None:
     connection start-up, so it costs no round trip). Not behind a transaction pooler, which
     rejects unknown start-up parameters.
     """
-    kwargs["connect_args"] = {"server_settings": {"default_transaction_read_only": "on"}}
+    _server_settings(kwargs)["default_transaction_read_only"] = "on"
     _autocommit(kwargs)
+
+
+def _hnsw_defaults(kwargs: dict[str, Any]) -> None:
+    """pgvector's search setting, given at connection start-up (no round trip; not behind a
+    transaction pooler, which rejects unknown start-up parameters). Before pgvector is loaded
+    it waits as a placeholder; ``RESET ALL`` returns to it."""
+    _server_settings(kwargs)["hnsw.ef_search"] = str(DEFAULT_EF_SEARCH)
+    kwargs.setdefault("execution_options", {})[HNSW_EF_SEARCH] = DEFAULT_EF_SEARCH
+
+
+def _server_settings(kwargs: dict[str, Any]) -> dict[str, str]:
+    connect_args = kwargs.setdefault("connect_args", {})
+    settings: dict[str, str] = connect_args.setdefault("server_settings", {})
+    return settings
 
 
 def _autocommit(kwargs: dict[str, Any]) -> None:

@@ -114,17 +114,28 @@ async def test_queries_use_the_hnsw_index_and_set_their_tuning(
     index = f"idx_archon_crawled_pages_embedding_{dimension}_hnsw"
     before = await _index_scans(sql, index)
 
+    async def show() -> dict[str, str]:
+        names = ("hnsw.ef_search", "hnsw.iterative_scan")
+        return {n: (await uow.session.execute(sa.text(f"SHOW {n}"))).scalar() for n in names}
+
     async with pg_layer.uow() as uow:
         await uow.session.execute(sa.text("SET LOCAL enable_seqscan = off"))
         hits = await uow.vectors.query(COLLECTION, vectors[3].tolist(), k=5)
-        settings = {
-            name: (await uow.session.execute(sa.text(f"SHOW {name}"))).scalar()
-            for name in ("hnsw.ef_search", "hnsw.iterative_scan")
-        }
+        # Unfiltered, the connection's own ef_search (given at start-up) is the query's.
+        unfiltered = await show()
+        filtered = await uow.vectors.query(
+            COLLECTION, vectors[3].tolist(), k=5, filters={"metadata.kind": {"ne": "none"}}
+        )
+        # Filtered, iterative scans are set too, inside the query's own statement.
+        after_filtered = await show()
         await uow.commit()
 
-    assert hits[0].id == ids[3] and len(hits) == 5
-    assert settings == {"hnsw.ef_search": str(ef_search(5)), "hnsw.iterative_scan": "relaxed_order"}
+    assert hits[0].id == ids[3] and len(hits) == 5 and filtered[0].id == ids[3]
+    assert unfiltered == {"hnsw.ef_search": str(ef_search(5)), "hnsw.iterative_scan": "off"}
+    assert after_filtered == {
+        "hnsw.ef_search": str(ef_search(5)),
+        "hnsw.iterative_scan": "relaxed_order",
+    }
     for _ in range(20):
         if await _index_scans(sql, index) > before:
             break
@@ -327,7 +338,10 @@ async def test_hybrid_search_is_one_statement_giving_the_fused_lists(pg_layer: D
             COLLECTION, vector=query, text=text, k=8, filters=filters, mode="hybrid"
         )
 
-        assert len(statements) == 1 and "set_config" in statements[0]
+        # One statement; search settings inside it only when filtered (iterative scans): the
+        # connections start with the ef_search of a top-8 query.
+        assert len(statements) == 1
+        assert ("set_config" in statements[0]) == (filters is not None)
         # The plan run step by step: nearest rows, keyword list, fusion in Python.
         async with pg_layer.uow(read_only=True) as uow:
             nearest = await uow.vectors.query(COLLECTION, query, 8, filters)

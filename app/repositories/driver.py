@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import types as sa_types
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.util import LRUCache
 
 from app.engines import DRIVER_STATEMENTS
@@ -219,11 +219,13 @@ class Runner:
         *,
         fixed: bool = False,
         named: bool = False,
+        on: Callable[[Any], Awaitable[None]] | None = None,
     ) -> Rows | None:
         """The rows of ``statement``, values converted; ``None``: use the session instead.
 
         ``fixed``: a statement built once and reused, its values all in ``params``. ``named``:
         rows as named tuples (values by column name too, as SQLAlchemy's rows give them).
+        ``on``: awaited with the pooled connection first (e.g. to give it codecs).
         """
         prepared = (
             self.cache.prepare_fixed(statement, params or {})
@@ -233,7 +235,7 @@ class Runner:
         if prepared is None:
             return None
         compiled, args = prepared
-        rows = await self._run(self.driver.fetch, compiled.sql, args)
+        rows = await self._run(self.driver.fetch, compiled.sql, args, on)
         converted = compiled.converted
         if converted:
             out: Rows = []
@@ -257,18 +259,13 @@ class Runner:
         return await self._run(self.driver.execute, compiled.sql, args)
 
     async def _run(self, call: Callable[[Any, str, list[Any]], Awaitable[Any]], sql: str,
-                   args: list[Any]) -> Any:  # fmt: skip
-        connection = await self.session.connection()
-        sync = connection.sync_connection
-        # The pooled connection it holds (a plain attribute unless it must reconnect, which
-        # needs SQLAlchemy's async bridge).
-        fairy = (
-            sync.connection
-            if sync is not None and not (sync.invalidated or sync.closed)
-            else await connection.get_raw_connection()
-        )
+                   args: list[Any], on: Callable[[Any], Awaitable[None]] | None = None,
+                   ) -> Any:  # fmt: skip
+        connection, fairy = await held_connection(self.session)
         adapted = fairy.dbapi_connection
         try:
+            if on is not None:
+                await on(fairy)
             if self.driver.begin is not None:
                 await self.driver.begin(adapted)
             return await call(fairy.driver_connection, sql, args)
@@ -279,6 +276,17 @@ class Runner:
             if wrapped.connection_invalidated:
                 await connection.invalidate(wrapped)
             raise wrapped from error
+
+
+async def held_connection(session: AsyncSession) -> tuple[AsyncConnection, Any]:
+    """The session's connection and the pooled DBAPI connection it holds."""
+    connection = await session.connection()
+    sync = connection.sync_connection
+    # A plain attribute, unless the connection must be re-established (which needs
+    # SQLAlchemy's async bridge).
+    if sync is not None and not (sync.invalidated or sync.closed):
+        return connection, sync.connection
+    return connection, await connection.get_raw_connection()
 
 
 def _wrapped(

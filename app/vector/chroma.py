@@ -10,8 +10,9 @@ add-dimension N``). Ids are the row ids as strings; hits carry the original id.
 Filters: every operator of the filter language, with SQL's three-valued logic, exactly. What Chroma
 can express (eq, ne, numeric ranges, in, not_in, is_null, containment of scalars and arrays, and/or/
 not) becomes a Chroma ``where``; the rest (like, ilike, ranges on text, containment of empty or
-nested values) is evaluated in Python over the candidates' stored JSON metadata, and the search
-runs among the matching ids only (see ``app.vector.external_filters``). Chroma cannot join a SQL
+nested values) is evaluated in Python over the candidates' stored metadata, and the search runs
+among the matching ids only (see ``app.vector.external_filters``; how records are stored:
+``app.vector.chroma_metadata``). Chroma cannot join a SQL
 transaction: a Unit of Work writes through the outbox (``bind``). Chroma's client is synchronous,
 so every call runs in a worker thread.
 """
@@ -27,18 +28,17 @@ from app.config import DEFAULT_CHROMA_PATH, Settings, mask_url
 from app.errors import InvalidInputError
 from app.filter_eval import evaluate
 from app.filters import OPERATORS, Node, parse_filters
-from app.vector.chroma_store import MAX_DIMENSION, SPACES, ChromaStore, Where, batches, translator
+from app.vector.chroma_metadata import Where, metadata_of
+from app.vector.chroma_store import MAX_DIMENSION, SPACES, ChromaStore, batches
 from app.vector.external import (
     ARCHON_DIMENSIONS,
     ID_KEY,
-    JSON_KEY,
     PreparedGroup,
     by_dimension,
     checked_matrix,
-    from_json,
     prepare_group,
 )
-from app.vector.external_filters import FilterPlan, plan_filter, with_model
+from app.vector.external_filters import FilterPlan, Translator, plan_filter, with_model
 from app.vector.port import (
     Metric,
     RecordId,
@@ -211,14 +211,15 @@ class ChromaVectorIndex:
         found = col.query(query_embeddings=query, **options)
         pairs = zip(found["metadatas"][0], found["distances"][0], strict=True)
         return [
-            VectorHit(meta[ID_KEY], score(metric or "cosine", dist), from_json(meta.get(JSON_KEY)))
+            VectorHit(meta[ID_KEY], score(metric or "cosine", dist), metadata_of(meta))
             for meta, dist in pairs
         ]
 
     def _plan(self, col: Any, node: Node | None) -> FilterPlan[Where]:
-        plan = plan_filter(node, translator)
+        dialect = self.store.dialect(col)
+        plan = plan_filter(node, lambda: Translator(dialect))
         if plan.contains_keys and self.store.has_opaque(col, plan.contains_keys):
-            plan = plan_filter(node, translator, force_exact=True)
+            plan = plan_filter(node, lambda: Translator(dialect), force_exact=True)
         return plan
 
     def _matching(self, col: Any, plan: FilterPlan[Where], node: Node | None) -> list[str]:
@@ -226,7 +227,7 @@ class ChromaVectorIndex:
         return [
             id_
             for id_, meta in self.store.scan(col, plan.native)
-            if not plan.exact or evaluate(node, from_json(meta.get(JSON_KEY)))
+            if not plan.exact or evaluate(node, metadata_of(meta))
         ]
 
     def _ids_where(self, collection: str, node: Node) -> list[str]:

@@ -13,66 +13,22 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from app.errors import BackendUnavailableError, DataLayerError, InvalidInputError, scrub
-from app.vector.external import (
-    ARCHON_DIMENSIONS,
-    ID_KEY,
-    JSON_KEY,
-    KEYS_KEY,
-    OPAQUE_KEY,
-    FlatMetadata,
-    PreparedGroup,
-    Scalar,
+from app.vector.chroma_metadata import (
+    FLAGS_LAYOUT,
+    LAYOUT_KEY,
+    ChromaDialect,
+    Where,
+    stored_metadata,
+    uses_flags,
 )
-from app.vector.external_filters import Translator
-from app.vector.port import RecordId, collection_table
+from app.vector.external import ARCHON_DIMENSIONS, PreparedGroup
+from app.vector.port import collection_table
 
 T = TypeVar("T")
-Where = dict[str, Any]
 SPACES: dict[str, str] = {"cosine": "cosine", "l2": "l2", "inner_product": "ip"}
 MAX_DIMENSION = 65536
 # Above Chroma's defaults (100 / 100 / 16): recall@10 stays >= 0.95 on filtered searches.
 HNSW = {"ef_construction": 200, "ef_search": 128, "max_neighbors": 32}
-
-
-class ChromaDialect:
-    """Chroma ``where`` clauses for ``Translator``."""
-
-    def compare(self, key: str, op: str, value: Scalar) -> Where:
-        return {key: {f"${op}": value}}
-
-    def one_of(self, key: str, values: list[Scalar], negate: bool) -> Where:
-        return {key: {"$nin" if negate else "$in": values}}
-
-    def has_key(self, key: str, present: bool) -> Where:
-        return {KEYS_KEY: {"$contains" if present else "$not_contains": key}}
-
-    def array_contains(self, key: str, value: Scalar) -> Where:
-        # Chroma's arrays are typed: an integral number may sit in an int or a float array.
-        if isinstance(value, int | float) and not isinstance(value, bool) and value == int(value):
-            return self.any_of(
-                [{key: {"$contains": int(value)}}, {key: {"$contains": float(value)}}]
-            )
-        return {key: {"$contains": value}}
-
-    def all_of(self, items: list[Where]) -> Where:
-        return self._combine("$and", items, True)
-
-    def any_of(self, items: list[Where]) -> Where:
-        return self._combine("$or", items, False)
-
-    def always(self, value: bool) -> Where:
-        # No record lists the empty string among its keys.
-        return {KEYS_KEY: {"$not_contains" if value else "$contains": ""}}
-
-    def _combine(self, op: str, items: list[Where], empty: bool) -> Where:
-        if not items:
-            return self.always(empty)
-        return items[0] if len(items) == 1 else {op: items}
-
-
-def translator() -> Translator[Where]:
-    """A fresh filter translator to Chroma ``where``."""
-    return Translator(ChromaDialect())
 
 
 class ChromaStore:
@@ -85,6 +41,7 @@ class ChromaStore:
         self._lock = threading.Lock()
         self._collections: dict[str, Any] = {}
         self._dims: dict[str, dict[int, str]] = {}
+        self._batch_size: int | None = None
 
     def client(self) -> Any:
         """The Chroma client, created on first use."""
@@ -116,11 +73,15 @@ class ChromaStore:
         """Drop the client and every cached collection."""
         self._collections.clear()
         self._dims.clear()
+        self._batch_size = None
         self._client = None
 
     @property
     def batch_size(self) -> int:
-        return int(self.client().get_max_batch_size())
+        """Chroma's maximum batch size (asked once: over HTTP it is a request)."""
+        if self._batch_size is None:
+            self._batch_size = max(int(self.client().get_max_batch_size()), 1)
+        return self._batch_size
 
     @staticmethod
     def name_for(collection: str, dimension: int) -> str:
@@ -185,7 +146,12 @@ class ChromaStore:
         found = self.client().get_or_create_collection(
             name,
             configuration={"hnsw": {"space": SPACES[metric], **HNSW}},
-            metadata={"archon_metric": metric, "archon_dimension": dimension},
+            # An existing collection keeps its own metadata, hence its layout.
+            metadata={
+                "archon_metric": metric,
+                "archon_dimension": dimension,
+                LAYOUT_KEY: FLAGS_LAYOUT,
+            },
             embedding_function=None,
         )
         self._collections[name] = found
@@ -206,32 +172,34 @@ class ChromaStore:
         if col is None:
             raise self.dimension_error(collection, group.dimension)
         others = [d for d in self.existing(collection) if d != group.dimension]
-        size = max(self.batch_size, 1)
+        flags = uses_flags(col.metadata)
         with_documents = any(group.documents)
-        for start in range(0, len(group.ids), size):
-            stop = start + size
+        for start in range(0, len(group.ids), self.batch_size):
+            stop = start + self.batch_size
             ids = [str(i) for i in group.ids[start:stop]]
             for other in others:  # a row re-embedded at another length moves collections
                 found = self.collection(collection, other, create=False)
                 if found is not None:
                     found.delete(ids=ids)
-            col.upsert(
-                ids=ids,
-                embeddings=group.matrix[start:stop],
-                metadatas=[
-                    stored_metadata(id_, flat, text)
-                    for id_, flat, text in zip(
-                        group.ids[start:stop], group.flat[start:stop],
-                        group.metadata_json[start:stop], strict=True,
-                    )
-                ],  # fmt: skip
-                documents=group.documents[start:stop] if with_documents else None,
-            )
+            metadatas = [
+                stored_metadata(id_, flat, text, flags=flags)
+                for id_, flat, text in zip(
+                    group.ids[start:stop], group.flat[start:stop],
+                    group.metadata_json[start:stop], strict=True,
+                )
+            ]  # fmt: skip
+            documents = group.documents[start:stop] if with_documents else None
+            _add_or_upsert(col, ids, group.matrix[start:stop], metadatas, documents)
 
     def has_opaque(self, col: Any, keys: set[str]) -> bool:
         """Whether any record holds one of ``keys`` as a value Chroma cannot filter on."""
-        where = ChromaDialect().any_of([{OPAQUE_KEY: {"$contains": k}} for k in sorted(keys)])
+        where = self.dialect(col).any_opaque(sorted(keys))
         return bool(col.get(where=where, limit=1, include=[])["ids"])
+
+    @staticmethod
+    def dialect(col: Any) -> ChromaDialect:
+        """The ``where`` dialect of the collection's layout."""
+        return ChromaDialect(uses_flags(col.metadata))
 
     def scan(self, col: Any, where: Where | None) -> Iterator[tuple[str, dict[str, Any]]]:
         """(id, stored metadata) of every record ``where`` selects, page by page."""
@@ -285,16 +253,34 @@ def translate_error(exc: Exception, action: str, location: str) -> DataLayerErro
     return DataLayerError(f"{action} failed: Chroma error ({detail})")
 
 
-def stored_metadata(id_: RecordId, flat: FlatMetadata, metadata_json: str) -> dict[str, Any]:
-    """A record's metadata as Chroma holds it: flat values, key lists, id and JSON."""
-    stored: dict[str, Any] = dict(flat.values)
-    stored[ID_KEY] = id_
-    stored[JSON_KEY] = metadata_json
-    if flat.present:
-        stored[KEYS_KEY] = flat.present
-    if flat.opaque:
-        stored[OPAQUE_KEY] = flat.opaque
-    return stored
+def _add_or_upsert(
+    col: Any, ids: list[str], matrix: Any, metadatas: list[dict[str, Any]], documents: Any
+) -> None:
+    """``add`` the ids the collection lacks, ``upsert`` the others, whole.
+
+    ``add`` is measurably cheaper than ``upsert`` for new ids, and one ``get`` of the batch's ids
+    costs little. Chroma's ``upsert`` merges metadata into what the id holds, so the keys the new
+    metadata lacks are cleared with ``None``. ``add`` skips an id that exists: a concurrent writer
+    adding one of these ids between the two calls wins, as it would by writing a moment later;
+    the outbox's row locks keep its own writes of an id in order.
+    """
+    found = col.get(ids=ids, include=["metadatas"])
+    held = dict(zip(found["ids"], found["metadatas"], strict=True))
+    if not held:
+        col.add(ids=ids, embeddings=matrix, metadatas=metadatas, documents=documents)
+        return
+    for i, id_ in enumerate(ids):
+        if id_ in held:
+            metadatas[i] = {**dict.fromkeys(held[id_] or {}), **metadatas[i]}
+    for write, existing in ((col.add, False), (col.upsert, True)):
+        taken = [i for i, id_ in enumerate(ids) if (id_ in held) is existing]
+        if taken:
+            write(
+                ids=[ids[i] for i in taken],
+                embeddings=matrix[taken],
+                metadatas=[metadatas[i] for i in taken],
+                documents=None if documents is None else [documents[i] for i in taken],
+            )
 
 
 def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

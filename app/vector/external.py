@@ -82,6 +82,22 @@ def _flatten_into(flat: FlatMetadata, prefix: str, mapping: Mapping[str, Any]) -
             flat.values[key] = value
 
 
+def unflatten(values: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Dotted keys nested again (``flatten``'s values undone); ``None`` when two keys clash."""
+    nested: dict[str, Any] = {}
+    for key in sorted(values):  # a parent sorts before its children
+        *parents, leaf = key.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                return None
+        if leaf in node:
+            return None
+        node[leaf] = values[key]
+    return nested
+
+
 def plain_value(value: Any) -> Any:
     """Enums, UUIDs and dates as the plain values JSON and the stores hold."""
     if isinstance(value, Enum):

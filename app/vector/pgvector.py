@@ -11,12 +11,14 @@ so a filtered query still finds ``k`` rows when ``k`` rows match.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.engines import DEFAULT_EF_SEARCH, HNSW_EF_SEARCH
 from app.errors import InvalidInputError, UnsupportedFeatureError, translate_errors
 from app.filters import OPERATORS
 from app.repositories import driver
@@ -27,6 +29,7 @@ from app.vector.sql_common import (
     MAX_DIMENSION,
     as_matrix,
     embedding_column,
+    pgvector_codecs,
     pgvector_extension,
     quote_identifier,
     register_pgvector,
@@ -41,7 +44,7 @@ MAX_EF_SEARCH = 1000
 
 def ef_search(k: int) -> int:
     """The HNSW candidate list for a top-``k`` query: generous for small k, capped by pgvector."""
-    return min(MAX_EF_SEARCH, max(64, 2 * k))
+    return min(MAX_EF_SEARCH, max(DEFAULT_EF_SEARCH, 2 * k))
 
 
 def hnsw_index_ddl(table: str, dimension: int, schema: str = "public") -> str | None:
@@ -218,21 +221,29 @@ class PgVectorIndex(SqlVectorIndex):
             self._encode(self._dimensions[table][dimension], query_vector)
             if k == 0:
                 return []
-            await self._prepare_connection(session)
+            run = driver.runner(session)
+            schema, _ = await self._vector_extension(session)
+            if run is None:
+                await register_pgvector(session, schema)
+            # Connections that start with this query's ef_search need no settings in it (only
+            # filtered queries need iterative scans).
+            preset = session.get_bind().get_execution_options().get(HNSW_EF_SEARCH)
             statement, fixed = self._statement(
-                collection, dimension, k, filters, embedding_model, whole, fused
-            )
+                collection, dimension, k, filters, embedding_model, whole, fused,
+                settings=preset != ef_search(k),
+            )  # fmt: skip
             params = {"q": query_vector}
             if VECTOR_INDEX_LIMIT < dimension <= HALFVEC_INDEX_LIMIT:
                 params["hq"] = query_vector
             if fused is not None:
                 params["t"] = text
-            run = driver.runner(session)
             with translate_errors(f"searching {table}"):
                 if run is not None:
-                    found = await run.fetch(statement, params, fixed=fixed, named=True)
+                    codecs = partial(pgvector_codecs, schema=schema)
+                    found = await run.fetch(statement, params, fixed=fixed, named=True, on=codecs)
                     if found is not None:
                         return found
+                    await register_pgvector(session, schema)
                 return list((await session.execute(statement, params)).all())
 
     def _statement(
@@ -244,17 +255,19 @@ class PgVectorIndex(SqlVectorIndex):
         embedding_model: str | None,
         whole: bool,
         fused: tuple[Callable[[str, Any], Any], int] | None = None,
+        *,
+        settings: bool = True,
     ) -> tuple[Any, bool]:
         """The nearest-rows (or fused) statement, and whether it is built once and reused:
         unfiltered ones are (building one costs more than PostgreSQL takes to answer a top-10
         HNSW query)."""
         if filters or embedding_model is not None:
             where = self.filter_clause(collection, filters, embedding_model)
-            return self._build(collection, dimension, k, where, whole, fused), False
+            return self._build(collection, dimension, k, where, whole, fused, True), False
         cache = self._shared.setdefault("statements", {})
-        key = (collection, dimension, k, whole, fused)
+        key = (collection, dimension, k, whole, fused, settings)
         if key not in cache:
-            cache[key] = self._build(collection, dimension, k, sa.true(), whole, fused)
+            cache[key] = self._build(collection, dimension, k, sa.true(), whole, fused, settings)
         return cache[key], True
 
     def _build(
@@ -265,18 +278,28 @@ class PgVectorIndex(SqlVectorIndex):
         where: Any,
         whole: bool,
         fused: tuple[Callable[[str, Any], Any], int] | None,
+        settings: bool = True,
     ) -> Any:
         if fused is None:
-            return self._nearest(collection, dimension, k, where, whole=whole)
+            return self._nearest(collection, dimension, k, where, whole=whole, settings=settings)
         keyword, rrf_k = fused
-        return self._fused(collection, dimension, k, where, keyword(collection, where), rrf_k)
+        return self._fused(
+            collection, dimension, k, where, keyword(collection, where), rrf_k, settings
+        )
 
     def _fused(
-        self, collection: str, dimension: int, k: int, where: Any, keyword: Any, rrf_k: int
+        self,
+        collection: str,
+        dimension: int,
+        k: int,
+        where: Any,
+        keyword: Any,
+        rrf_k: int,
+        settings: bool = True,
     ) -> Any:
         """Nearest rows and keyword list, ranked, fused by reciprocal rank, rows joined: the
         plan of Archon's ``hybrid_search_*`` functions."""
-        nearest = self._nearest(collection, dimension, k, where).subquery("n")
+        nearest = self._nearest(collection, dimension, k, where, settings=settings).subquery("n")
         by_vector = sa.select(
             nearest.c.id,
             sa.func.row_number().over(order_by=(nearest.c.distance, nearest.c.id)).label("r"),
@@ -335,13 +358,22 @@ class PgVectorIndex(SqlVectorIndex):
         return sa.select(*calls).subquery("settings")
 
     def _nearest(
-        self, collection: str, dimension: int, k: int, where: Any, *, whole: bool = False
+        self,
+        collection: str,
+        dimension: int,
+        k: int,
+        where: Any,
+        *,
+        whole: bool = False,
+        settings: bool = True,
     ) -> Any:
         """Nearest rows by the indexed expression, re-sorted by exact distance.
 
         Re-sorting makes relaxed-order iterative scans and halfvec candidates exact in order.
         ``whole``: every column of the entity (in ``EntityRows`` order), then the distance. The
-        query vector is the parameter ``q`` (and ``hq`` for halfvec columns).
+        query vector is the parameter ``q`` (and ``hq`` for halfvec columns). ``settings``:
+        the search settings travel in the statement (see ``_settings``); without, the
+        connection's own apply.
         """
         assert self._extension is not None
         schema = self._extension[0]
@@ -360,8 +392,8 @@ class PgVectorIndex(SqlVectorIndex):
         fields = [table.c[name] for name in ("id", "source_id", "url", "chunk_number")]
         if not whole:
             fields += [table.c.embedding_model, table.c["metadata"]]
-        settings = self._settings(k)
-        applied = [c.is_not(None) for c in settings.c]
+        values = self._settings(k) if settings else None
+        applied = [] if values is None else [c.is_not(None) for c in values.c]
         candidates = (
             sa.select(*fields, exact.label("distance"))
             .where(*applied, column.is_not(None), where)
@@ -370,7 +402,7 @@ class PgVectorIndex(SqlVectorIndex):
             .correlate_except(table)  # the outer query joins the table again, for the rows
             .lateral("candidates")
         )
-        scope = settings.join(candidates, sa.true())
+        scope: Any = candidates if values is None else values.join(candidates, sa.true())
         order_by = (candidates.c.distance, candidates.c.id)
         if whole:
             # The other columns joined to the k rows only: a sequential scan (small tables)

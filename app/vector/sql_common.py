@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import CodeExample, CrawledPage
 from app.errors import InvalidInputError, translate_errors
+from app.repositories.driver import held_connection
 from app.vector.port import RecordId
 
 # The lengths Archon's schema ships columns for; any other gets its own column on demand.
@@ -159,8 +160,12 @@ async def pgvector_extension(session: AsyncSession) -> tuple[str, tuple[int, ...
 
 async def register_pgvector(session: AsyncSession, schema: str) -> None:
     """Give this session's asyncpg connection pgvector's binary codecs (once per connection)."""
-    connection = await session.connection()
-    raw = await connection.get_raw_connection()
+    _, raw = await held_connection(session)
+    await pgvector_codecs(raw, schema)
+
+
+async def pgvector_codecs(raw: Any, schema: str) -> None:
+    """pgvector's binary codecs on the pooled connection ``raw`` (once per connection)."""
     if raw.info.get("archon_pgvector_codec"):
         return
     from pgvector.asyncpg import register_vector
