@@ -254,3 +254,20 @@ async def test_vector_upserts_are_one_statement_per_batch(vector_layer: DataLaye
     assert len([s for s in sent if s.lstrip().upper().startswith("UPDATE ARCHON_CRAWLED")]) == 1
     hits = await vector_layer.vector_index.query("crawled_pages", vectors[42].tolist(), k=1)
     assert hits[0].id == pages[42].id and hits[0].metadata["embedding_model"] == "m"
+
+
+async def test_ingested_chunks_are_stored_entities_of_every_batch(vector_layer: DataLayer) -> None:
+    import sqlalchemy as sa
+
+    source = SourceFactory.build()
+    pages = _pages(source, {"https://d.example.com/a": 4, "https://d.example.com/b": 3})
+
+    await vector_layer.ingest(source, _items(pages), batch_size=3)  # the last batch: 1 chunk
+
+    states = [sa.inspect(page) for page in pages]
+    assert all(s.detached and s.identity == (page.id,) for s, page in zip(states, pages))
+    assert not any(s.modified for s in states)
+    async with vector_layer.uow() as uow:
+        merged = await uow.session.merge(pages[-1], load=False)  # as loaded: no SQL, no write
+        assert merged.content == pages[-1].content and not uow.session.dirty
+        assert (await uow.pages.get(pages[-1].id)) is merged
