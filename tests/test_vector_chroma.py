@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from enum import Enum
@@ -15,14 +16,17 @@ import pytest
 
 from app.config import Settings
 from app.errors import BackendUnavailableError, InvalidInputError
+from app.filter_eval import evaluate
 from app.filters import parse_filters
 from app.vector.chroma import ChromaVectorIndex
-from app.vector.chroma_store import KEYS_KEY, translator
+from app.vector.chroma_metadata import OPAQUE_PREFIX, PRESENT_PREFIX, translator
+from app.vector.external import JSON_KEY, KEYS_KEY
 from app.vector.external_filters import normal_form
 from app.vector.port import VectorRecord
 from tests.chroma_server import ChromaServer
 from tests.vector_contract import (
     COLLECTION,
+    FILTERS,
     ContractHarness,
     VectorIndexContract,
     chunk_fields,
@@ -185,7 +189,9 @@ async def test_an_unknown_collection_is_refused(tmp_path: Path) -> None:
 
 def test_ne_and_not_in_require_the_key_as_sql_does() -> None:
     where = translator().translate(normal_form(parse_filters({"n": {"ne": 3}})))  # type: ignore[arg-type]
-    assert where == {"$and": [{"n": {"$ne": 3}}, {KEYS_KEY: {"$contains": "n"}}]}
+    assert where == {"$and": [{"n": {"$ne": 3}}, {PRESENT_PREFIX + "n": {"$eq": True}}]}
+    lists = translator(flags=False).translate(normal_form(parse_filters({"n": {"ne": 3}})))  # type: ignore[arg-type]
+    assert lists == {"$and": [{"n": {"$ne": 3}}, {KEYS_KEY: {"$contains": "n"}}]}
     negated = translator().translate(normal_form(parse_filters({"not": {"n": {"gt": 3}}})))  # type: ignore[arg-type]
     assert negated == {"n": {"$lte": 3}}
     mixed = translator().translate(normal_form(parse_filters({"n": {"in": ["a", 1, True]}})))  # type: ignore[arg-type]
@@ -225,3 +231,100 @@ async def test_a_stopped_server_is_backend_unavailable(tmp_path: Path) -> None:
     finally:
         await index.aclose()
         server.close()
+
+
+def _stored(tmp_path: Path, dimension: int = 384) -> dict[str, dict[str, Any]]:
+    """What Chroma holds per id, read with Chroma's own client."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.PersistentClient(
+        path=str(tmp_path / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    got = client.get_collection(f"archon_{COLLECTION}_{dimension}").get(include=["metadatas"])
+    return dict(zip(got["ids"], got["metadatas"], strict=True))
+
+
+async def test_presence_is_scalar_flags_and_the_json_copy_only_kept_when_needed(
+    tmp_path: Path,
+) -> None:
+    index = _embedded(tmp_path)
+    plain = {"source_id": "s", "chunk_number": 2, "metadata": {"tags": ["a"], "score": 0.5}}
+    lossy = {
+        "source_id": "s",
+        "metadata": {"none": None, "empty": {}, "mixed": [1, 2.5], "odd": [1, "a"]},
+        "dotted.key": 1,
+    }
+    vectors = _vectors(2)
+    await index.upsert(
+        COLLECTION,
+        [VectorRecord(1, vectors[0].tolist(), plain), VectorRecord(2, vectors[1].tolist(), lossy)],
+    )
+
+    stored = _stored(tmp_path)
+    assert JSON_KEY not in stored["1"]
+    assert stored["1"][PRESENT_PREFIX + "metadata.tags"] is True
+    assert stored["1"]["metadata.tags"] == ["a"]
+    assert JSON_KEY in stored["2"]
+    assert stored["2"][OPAQUE_PREFIX + "metadata.odd"] is True
+    lists = {k for m in stored.values() for k, v in m.items() if isinstance(v, list)}
+    assert lists == {"metadata.tags", "metadata.mixed"}  # values only: no key list
+    hits = {hit.id: hit.metadata for hit in await index.query(COLLECTION, vectors[0].tolist())}
+    assert hits == {1: plain, 2: json.loads(json.dumps(lossy))}
+
+
+async def test_upserting_an_id_again_replaces_its_whole_metadata(tmp_path: Path) -> None:
+    index = _embedded(tmp_path)
+    first, second = _vectors(2)
+    before = {"metadata": {"n": 5, "kind": "a"}, "gone": None}
+    after = {"metadata": {"kind": "a"}}
+    await index.upsert(COLLECTION, [VectorRecord(1, first.tolist(), before)])
+
+    await index.upsert(COLLECTION, [VectorRecord(1, second.tolist(), after)])
+
+    assert await index.count(COLLECTION, {"metadata.n": {"gte": 5}}) == 0
+    assert await index.count(COLLECTION, {"metadata.n": {"is_null": True}}) == 1
+    (hit,) = await index.query(COLLECTION, second.tolist(), k=1)
+    assert hit.metadata == after
+    assert hit.score == pytest.approx(1.0, abs=1e-3)
+    assert {k for k in _stored(tmp_path)["1"] if "metadata.n" in k or k == JSON_KEY} == set()
+
+
+async def test_a_batch_of_new_and_stored_ids_writes_every_one(tmp_path: Path) -> None:
+    index = _embedded(tmp_path)
+    old, new = _vectors(3, seed=4), _vectors(3, seed=5)
+    await index.upsert(COLLECTION, records([1, 2], old[:2], [chunk_fields(1), chunk_fields(2)]))
+
+    await index.upsert(COLLECTION, records([2, 3], new[1:], [chunk_fields(5), chunk_fields(6)]))
+
+    assert await index.count(COLLECTION) == 3
+    for rid, vector, fields in ((1, old[0], 1), (2, new[1], 5), (3, new[2], 6)):
+        (hit,) = await index.query(COLLECTION, vector.tolist(), k=1)
+        assert (hit.id, hit.metadata) == (rid, chunk_fields(fields))
+
+
+async def test_collections_made_before_the_flags_keep_their_key_lists_exactly(
+    tmp_path: Path,
+) -> None:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    client = chromadb.PersistentClient(
+        path=str(tmp_path / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    client.create_collection(  # as the layer made them: no archon_layout
+        f"archon_{COLLECTION}_384",
+        configuration={"hnsw": {"space": "cosine"}},
+        metadata={"archon_metric": "cosine", "archon_dimension": 384},
+        embedding_function=None,
+    )
+    index = _embedded(tmp_path)
+    fields = [chunk_fields(i) for i in range(60)]
+    await index.upsert(COLLECTION, records(range(60), _vectors(60, seed=6), fields))
+
+    stored = _stored(tmp_path)
+    assert all(KEYS_KEY in m and JSON_KEY in m for m in stored.values())
+    assert not any(k.startswith(PRESENT_PREFIX) for m in stored.values() for k in m)
+    for filters in FILTERS:
+        want = sum(evaluate(parse_filters(filters), f) for f in fields)
+        assert await index.count(COLLECTION, filters) == want, filters
