@@ -265,8 +265,8 @@ async def test_ingested_chunks_are_stored_entities_of_every_batch(vector_layer: 
     await vector_layer.ingest(source, _items(pages), batch_size=3)  # the last batch: 1 chunk
 
     states = [sa.inspect(page) for page in pages]
-    assert all(s.detached and s.identity == (page.id,) for s, page in zip(states, pages))
-    assert not any(s.modified for s in states)
+    assert all(state.detached and not state.modified for state in states)
+    assert [state.identity for state in states] == [(page.id,) for page in pages]
     async with vector_layer.uow() as uow:
         merged = await uow.session.merge(pages[-1], load=False)  # as loaded: no SQL, no write
         assert merged.content == pages[-1].content and not uow.session.dirty
