@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from app.domain import Project, Task, TaskStatus
-from app.errors import BackendUnavailableError
+from app.errors import BackendUnavailableError, ConflictError, DataLayerError, NotFoundError
 from app.repositories import driver
 
 
@@ -111,3 +111,44 @@ async def test_a_dropped_connection_fails_the_read_once_then_is_replaced(layer, 
             await uow.projects.get(project.id)
     async with layer.uow(read_only=True) as uow:
         assert (await uow.projects.get_or_raise(project.id)).title == "p"
+
+
+async def test_single_row_writes_store_what_the_session_path_stores(make_layer, sql) -> None:
+    layer = await make_layer()
+    plain = await make_layer(enable_query_logging=True)  # SQLAlchemy's path throughout
+    stored = []
+    for on in (layer, plain):
+        async with on.uow() as uow:
+            project = await uow.projects.add(Project(title="p", docs=[{"a": [1, None]}]))
+            task = await uow.tasks.add(
+                Task(project_id=project.id, title="t", status=TaskStatus.REVIEW, sources=[])
+            )
+            updated = await uow.tasks.update(task.id, {"title": "t2", "sources": [{"s": 1}]})
+            assert updated is await uow.tasks.get(task.id)  # one entity per row
+            assert updated.title == "t2" and updated.sources == [{"s": 1}]
+            await uow.commit()
+        stored.append(
+            await sql.all(
+                "SELECT t.title, t.status, t.sources, p.docs FROM archon_tasks t "
+                "JOIN archon_projects p ON p.id = t.project_id WHERE t.id = :id",
+                id=task.id if layer.dialect_name == "postgresql" else task.id.hex,
+            )
+        )
+    assert stored[0] == stored[1] and len(stored[0]) == 1
+
+
+async def test_a_failed_single_row_write_needs_a_rollback_then_works(layer, sql) -> None:
+    project = await _seed(layer)
+    async with layer.uow() as uow:
+        with pytest.raises(ConflictError):
+            await uow.projects.add(Project(id=project.id, title="again"))
+        with pytest.raises(DataLayerError, match="roll"):
+            await uow.projects.update(project.id, {"title": "lost"})
+        await uow.rollback()
+        assert (await uow.projects.update(project.id, {"title": "kept"})).title == "kept"
+        with pytest.raises(NotFoundError):
+            await uow.projects.update(uuid.uuid4(), {"title": "none"})
+        await uow.rollback()
+        assert (await uow.projects.update(project.id, {"title": "kept"})).title == "kept"
+        await uow.commit()
+    assert await sql.scalar("SELECT title FROM archon_projects") == "kept"

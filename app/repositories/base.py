@@ -25,7 +25,7 @@ from app.errors import (
 )
 from app.filter_eval import evaluate
 from app.filters import parse_filters
-from app.repositories import bulk, driver
+from app.repositories import bulk, driver, single
 from app.repositories.paging import (
     Page,
     after_clause,
@@ -339,9 +339,11 @@ class SqlAlchemyRepository(Generic[T]):
         if not all(sa.inspect(e).transient for e in items):
             raise InvalidInputError(f"a {self._name} given to add_many is already stored")
         dialect = await self._dialect()
+        run = driver.runner(self.session) if len(items) == 1 else None
         async with self._write("adding", len(items)):
-            inserted = await bulk.insert_all(self.session, dialect, self.columns, items)
-        for entity in inserted:  # they are rows now: let the session know them as such
+            if run is None or not await single.insert_one(run, dialect, self.columns, items[0]):
+                await bulk.insert_all(self.session, dialect, self.columns, items)
+        for entity in items:  # they are rows now: let the session know them as such
             make_transient_to_detached(entity)
             self.session.add(entity)
         return items
@@ -358,19 +360,28 @@ class SqlAlchemyRepository(Generic[T]):
         loaded = self.session.identity_map.get((self.model, (key,), None))
         if loaded is not None or not checked:
             return await self._update_loaded(id, checked)
-        stmt = sa.update(self.model).where(self.columns.pk == key).values(checked)
-        stmt = stmt.execution_options(synchronize_session=False)
         dialect = await self._dialect()
+        run = driver.runner(self.session) if dialect.update_returning else None
         async with self._single("updating"):
-            if dialect.update_returning:  # one round trip: the row comes back as the entity
-                entity = (await self.session.scalars(stmt.returning(self.model))).one_or_none()
+            row = single.NOT_DONE
+            if run is not None:  # one round trip: the row comes back as the entity
+                row = await single.update_one(run, self._entity, self.columns, key, checked)
+            if row is not single.NOT_DONE:
+                entity = None if row is None else self._attach([row])[0]
+            elif dialect.update_returning:
+                stmt = self._update_statement(key, checked).returning(self.model)
+                entity = (await self.session.scalars(stmt)).one_or_none()
             else:  # MySQL/MariaDB: no UPDATE ... RETURNING (rowcount counts matched rows)
-                result = await self.session.execute(stmt)
+                result = await self.session.execute(self._update_statement(key, checked))
                 matched = int(result.rowcount)  # type: ignore[attr-defined]
                 entity = await self.session.get(self.model, key) if matched else None
         if entity is None:
             raise NotFoundError(f"{self._name} {id!r} does not exist")
         return entity
+
+    def _update_statement(self, key: Any, checked: dict[str, Any]) -> Any:
+        stmt = sa.update(self.model).where(self.columns.pk == key).values(checked)
+        return stmt.execution_options(synchronize_session=False)
 
     async def _update_loaded(self, id: Any, checked: dict[str, Any]) -> T:
         """Update through the entity this session holds, so it and the row stay the same."""

@@ -227,11 +227,7 @@ class Runner:
         rows as named tuples (values by column name too, as SQLAlchemy's rows give them).
         ``on``: awaited with the pooled connection first (e.g. to give it codecs).
         """
-        prepared = (
-            self.cache.prepare_fixed(statement, params or {})
-            if fixed
-            else self.cache.prepare(statement, params)
-        )
+        prepared = self._prepare(statement, params, fixed)
         if prepared is None:
             return None
         compiled, args = prepared
@@ -250,13 +246,23 @@ class Runner:
             return [make(*row) for row in rows]
         return rows
 
-    async def execute(self, statement: Any, params: Mapping[str, Any] | None = None) -> int | None:
+    async def execute(
+        self, statement: Any, params: Mapping[str, Any] | None = None, *, fixed: bool = False
+    ) -> int | None:
         """Run ``statement``; the rows it matched (``None``: use the session instead)."""
-        prepared = self.cache.prepare(statement, params)
+        prepared = self._prepare(statement, params, fixed)
         if prepared is None:
             return None
         compiled, args = prepared
-        return await self._run(self.driver.execute, compiled.sql, args)
+        count: int = await self._run(self.driver.execute, compiled.sql, args)
+        return count
+
+    def _prepare(
+        self, statement: Any, params: Mapping[str, Any] | None, fixed: bool
+    ) -> tuple[Compiled, list[Any]] | None:
+        if fixed:
+            return self.cache.prepare_fixed(statement, params or {})
+        return self.cache.prepare(statement, params)
 
     async def _run(self, call: Callable[[Any, str, list[Any]], Awaitable[Any]], sql: str,
                    args: list[Any], on: Callable[[Any], Awaitable[None]] | None = None,
