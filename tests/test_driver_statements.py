@@ -7,6 +7,7 @@ import asyncio
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from app.domain import Project, Task, TaskStatus
 from app.errors import BackendUnavailableError, ConflictError, DataLayerError, NotFoundError
@@ -152,3 +153,19 @@ async def test_a_failed_single_row_write_needs_a_rollback_then_works(layer, sql)
         assert (await uow.projects.update(project.id, {"title": "kept"})).title == "kept"
         await uow.commit()
     assert await sql.scalar("SELECT title FROM archon_projects") == "kept"
+
+
+async def test_statements_are_compiled_once_per_shape_and_in_lists_fall_back(layer) -> None:
+    table = Project.__table__
+    async with layer.uow(read_only=True) as uow:
+        await uow.projects.list()
+        run = driver.runner(uow.session)
+        assert run is not None
+        first = run.cache.prepare(sa.select(table.c.id).where(table.c.title == "a").limit(3))
+        second = run.cache.prepare(sa.select(table.c.id).where(table.c.title == "b").limit(7))
+        assert first is not None and second is not None
+        assert first[0] is second[0]  # one compiled form for both values
+        assert first[1][:2] == ["a", 3] and second[1][:2] == ["b", 7]  # (SQLite: OFFSET 0)
+        # An expanding IN list is rendered per call by SQLAlchemy: not this path's.
+        assert run.cache.prepare(sa.select(table.c.id).where(table.c.title.in_(["a"]))) is None
+        assert [p.title for p in await uow.projects.list({"title": {"in": ["none"]}})] == []
