@@ -169,3 +169,18 @@ async def test_statements_are_compiled_once_per_shape_and_in_lists_fall_back(lay
         # An expanding IN list is rendered per call by SQLAlchemy: not this path's.
         assert run.cache.prepare(sa.select(table.c.id).where(table.c.title.in_(["a"]))) is None
         assert [p.title for p in await uow.projects.list({"title": {"in": ["none"]}})] == []
+
+
+def test_sqlite_timestamps_come_back_as_utc_from_any_iso_text() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.dialects import sqlite
+
+    from app.domain.types import TZDateTime
+
+    process = TZDateTime().result_processor(sqlite.dialect(), None)
+    assert process("2026-01-02 03:04:05.123456") == datetime(2026, 1, 2, 3, 4, 5, 123456, UTC)
+    assert process("2026-01-02 03:04:05") == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    east = process("2026-01-02T05:04:05+02:00")
+    assert east == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) and east.utcoffset() == timedelta(0)
+    assert process(None) is None
