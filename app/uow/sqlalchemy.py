@@ -106,7 +106,7 @@ class SqlAlchemyUnitOfWork:
         session, self._session = self._session, None
         self._after_commit.clear()
         # Repositories and the vector view hold the session: a reopened Unit of Work makes new ones.
-        for name in [n for n, v in vars(type(self)).items() if isinstance(v, cached_property)]:
+        for name in _made_on_use(type(self)):
             self.__dict__.pop(name, None)
         if session is None:
             return
@@ -261,3 +261,19 @@ async def run_in_transaction(
             log.info("transaction lost a race (attempt %d/%d); retrying", attempt, attempts)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+_MADE_ON_USE: dict[type, tuple[str, ...]] = {}
+
+
+def _made_on_use(cls: type) -> tuple[str, ...]:
+    """The names of ``cls``'s cached properties (the repositories and the vector view)."""
+    names = _MADE_ON_USE.get(cls)
+    if names is None:
+        names = _MADE_ON_USE[cls] = tuple(
+            name
+            for klass in cls.__mro__
+            for name, value in vars(klass).items()
+            if isinstance(value, cached_property)
+        )
+    return names
