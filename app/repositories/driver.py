@@ -197,7 +197,7 @@ DRIVERS = {
     "aiosqlite": Driver(_aiosqlite_fetch, _aiosqlite_execute),
     "aiomysql": Driver(_aiomysql_fetch, _aiomysql_execute),
 }
-_caches: dict[int, StatementCache] = {}
+_CACHE = "_archon_statement_cache"
 
 
 class Runner:
@@ -207,10 +207,11 @@ class Runner:
         self.session = session
         self.dialect = dialect
         self.driver = driver
-        cache = _caches.get(id(dialect))
-        if cache is None or cache.dialect is not dialect:
-            cache = _caches[id(dialect)] = StatementCache(dialect)
-        self.cache = cache
+        # Kept on the dialect (one per engine): it goes when the engine goes.
+        cache = dialect.__dict__.get(_CACHE)
+        if cache is None:
+            cache = dialect.__dict__[_CACHE] = StatementCache(dialect)
+        self.cache: StatementCache = cache
 
     async def fetch(
         self,
