@@ -89,13 +89,6 @@ async def test_a_row_is_one_entity_in_a_unit_of_work(layer, sql) -> None:
         assert [t.title for t in listed] == ["t0", "t1", "t2"]
 
 
-_SERVER_CONNECTIONS = {
-    "postgresql": "SELECT pid FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    "mysql": "SELECT id FROM information_schema.processlist "
-    "WHERE db = DATABASE() AND id <> CONNECTION_ID()",
-}
-_KILL = {"postgresql": "SELECT pg_terminate_backend(:id)", "mysql": "KILL :id"}
 
 
 @pytest.mark.backends("pgvector", "postgres", "mariadb")
@@ -104,8 +97,7 @@ async def test_a_dropped_connection_fails_the_read_once_then_is_replaced(layer, 
     async with layer.uow(read_only=True) as uow:
         assert await uow.projects.get(project.id) is not None
         assert driver.runner(uow.session) is not None
-    for (pid,) in await sql.all(_SERVER_CONNECTIONS[layer.dialect_name]):
-        await sql.execute(_KILL[layer.dialect_name], id=pid)
+    await sql.drop_other_connections()
     await asyncio.sleep(0.2)
     with pytest.raises(BackendUnavailableError, match="reachable"):
         async with layer.uow(read_only=True) as uow:

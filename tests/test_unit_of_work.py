@@ -208,13 +208,6 @@ def _text(statement: str):
     return text(statement)
 
 
-_SERVER_CONNECTIONS = {
-    "postgresql": "SELECT pid FROM pg_stat_activity "
-    "WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    "mysql": "SELECT id FROM information_schema.processlist "
-    "WHERE db = DATABASE() AND id <> CONNECTION_ID()",
-}
-_KILL = {"postgresql": "SELECT pg_terminate_backend(:id)", "mysql": "KILL :id"}
 
 
 @pytest.mark.backends("pgvector", "postgres", "mariadb")
@@ -226,8 +219,7 @@ async def test_a_database_restart_fails_one_call_then_the_next_works(layer, sql)
         await uow.commit()
     async with layer.uow(read_only=True) as uow:
         assert await uow.projects.get(project.id) is not None
-    for (pid,) in await sql.all(_SERVER_CONNECTIONS[layer.dialect_name]):
-        await sql.execute(_KILL[layer.dialect_name], id=pid)
+    await sql.drop_other_connections()
     await asyncio.sleep(0.2)
 
     async def write() -> None:

@@ -49,3 +49,18 @@ class Sql:
 
     async def execute(self, query: str, **params: Any) -> int:
         return await execute(self.engine, query, **params)
+
+    async def drop_other_connections(self) -> None:
+        """End every other server connection to this database, as a server restart would."""
+        dialect = self.engine.dialect.name
+        for (pid,) in await self.all(_OTHER_CONNECTIONS[dialect]):
+            await self.execute(_KILL[dialect], id=pid)
+
+
+_OTHER_CONNECTIONS = {
+    "postgresql": "SELECT pid FROM pg_stat_activity "
+    "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    "mysql": "SELECT id FROM information_schema.processlist "
+    "WHERE db = DATABASE() AND id <> CONNECTION_ID()",
+}
+_KILL = {"postgresql": "SELECT pg_terminate_backend(:id)", "mysql": "KILL :id"}
