@@ -89,8 +89,6 @@ async def test_a_row_is_one_entity_in_a_unit_of_work(layer, sql) -> None:
         assert [t.title for t in listed] == ["t0", "t1", "t2"]
 
 
-
-
 @pytest.mark.backends("pgvector", "postgres", "mariadb")
 async def test_a_dropped_connection_fails_the_read_once_then_is_replaced(layer, sql) -> None:
     project = await _seed(layer)

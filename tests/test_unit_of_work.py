@@ -208,8 +208,6 @@ def _text(statement: str):
     return text(statement)
 
 
-
-
 @pytest.mark.backends("pgvector", "postgres", "mariadb")
 async def test_a_database_restart_fails_one_call_then_the_next_works(layer, sql) -> None:
     """Pooled connections are not pinged: one the server dropped fails once, translated, and the
