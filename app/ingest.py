@@ -212,9 +212,11 @@ async def ingest(
 
 
 def _detach(chunks: list[Chunk]) -> None:
-    """Rows written by Core (not the session) become stored entities, as after ``add_many``."""
+    """Rows written by Core (not the session) become stored entities, as after ``add_many``;
+    a chunk that ``on_progress`` gave to a session meanwhile is the session's."""
     for chunk in chunks:
-        make_transient_to_detached(chunk)
+        if instance_state(chunk).transient:
+            make_transient_to_detached(chunk)
 
 
 async def _commit_detaching(uow: SqlAlchemyUnitOfWork, chunks: list[Chunk]) -> None:

@@ -271,3 +271,21 @@ async def test_ingested_chunks_are_stored_entities_of_every_batch(vector_layer: 
         merged = await uow.session.merge(pages[-1], load=False)  # as loaded: no SQL, no write
         assert merged.content == pages[-1].content and not uow.session.dirty
         assert (await uow.pages.get(pages[-1].id)) is merged
+
+
+async def test_a_chunk_given_to_a_session_meanwhile_is_left_to_it(vector_layer: DataLayer) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    source = SourceFactory.build()
+    pages = _pages(source, {"https://d.example.com/a": 3})
+    other = Session()
+
+    report = await vector_layer.ingest(
+        source, _items(pages), on_progress=lambda done, total: other.add(pages[-1])
+    )
+
+    assert report.written == 3 and pages[-1].id is not None
+    assert sa.inspect(pages[-1]).pending and pages[-1] in other
+    assert all(sa.inspect(page).detached for page in pages[:-1])
+    other.expunge_all()
