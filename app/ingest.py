@@ -229,11 +229,11 @@ async def _commit_detaching(uow: SqlAlchemyUnitOfWork, chunks: list[Chunk]) -> N
         await uow.commit()
         return
     commit = asyncio.ensure_future(uow.commit())
-    await asyncio.sleep(0)  # the commit runs up to its wait for the server
     try:
+        await asyncio.sleep(0)  # the commit runs up to its wait for the server
         _detach(chunks)
     finally:
-        await commit
+        await commit  # never left running behind us, even when we are cancelled
 
 
 def _batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
