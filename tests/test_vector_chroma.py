@@ -19,8 +19,8 @@ from app.errors import BackendUnavailableError, InvalidInputError
 from app.filter_eval import evaluate
 from app.filters import parse_filters
 from app.vector.chroma import ChromaVectorIndex
-from app.vector.chroma_metadata import OPAQUE_PREFIX, PRESENT_PREFIX, translator
-from app.vector.external import JSON_KEY, KEYS_KEY
+from app.vector.chroma_metadata import OPAQUE_PREFIX, PRESENT_PREFIX, restores, translator
+from app.vector.external import JSON_KEY, KEYS_KEY, flatten, to_json, unflatten
 from app.vector.external_filters import normal_form
 from app.vector.port import VectorRecord
 from tests.chroma_server import ChromaServer
@@ -328,3 +328,17 @@ async def test_collections_made_before_the_flags_keep_their_key_lists_exactly(
     for filters in FILTERS:
         want = sum(evaluate(parse_filters(filters), f) for f in fields)
         assert await index.count(COLLECTION, filters) == want, filters
+
+
+def test_the_json_copy_is_dropped_only_when_the_flat_values_give_it_back() -> None:
+    assert unflatten({"a.b": 1, "c": [2.5]}) == {"a": {"b": 1}, "c": [2.5]}
+    assert unflatten({"a": 1, "a.b": 2}) is None  # a value where an object would be
+    for metadata, exact in [
+        ({"a": {"b": 1}, "c": "x"}, True),
+        ({"a.b": 1}, False),  # a dotted key reads back as an object
+        ({"a": {}}, False),
+        ({"a": None}, False),
+        ({"a": [1, 2.5]}, False),  # the int is widened among floats
+        ({"a": [1, "x"]}, False),  # opaque
+    ]:
+        assert restores(flatten(metadata), to_json(metadata)) is exact, metadata

@@ -12,6 +12,9 @@ stored three ways at once:
 
 Values a store cannot hold (empty or mixed lists, lists of objects) are "opaque": present, listed in
 ``_archon_opaque``, and only in the JSON. Filters are translated in ``app.vector.external_filters``.
+A store may hold the key lists and the JSON otherwise, as long as it answers the same: Chroma's
+current layout (``app.vector.chroma_metadata``) has a flag per present key and rebuilds the JSON
+with ``unflatten`` when that is exact.
 """
 
 from __future__ import annotations
