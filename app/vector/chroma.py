@@ -12,9 +12,9 @@ can express (eq, ne, numeric ranges, in, not_in, is_null, containment of scalars
 not) becomes a Chroma ``where``; the rest (like, ilike, ranges on text, containment of empty or
 nested values) is evaluated in Python over the candidates' stored metadata, and the search runs
 among the matching ids only (see ``app.vector.external_filters``; how records are stored:
-``app.vector.chroma_metadata``). Chroma cannot join a SQL
-transaction: a Unit of Work writes through the outbox (``bind``). Chroma's client is synchronous,
-so every call runs in a worker thread.
+``app.vector.chroma_metadata``). Chroma cannot join a SQL transaction: a Unit of Work writes
+through the outbox (``bind``). Chroma's client is synchronous, so every call runs in a worker
+thread.
 """
 
 from __future__ import annotations
