@@ -114,6 +114,9 @@ def _autocommit(kwargs: dict[str, Any]) -> None:
     # the Unit of Work reads.
     kwargs["isolation_level"] = "AUTOCOMMIT"
     kwargs.setdefault("execution_options", {})[AUTOCOMMIT] = True
+    # Nothing to roll back at check-in: a Unit of Work that asked for an isolation level (and so
+    # a transaction) has ended it when it closed.
+    kwargs["pool_reset_on_return"] = None
 
 
 def is_autocommit(engine: AsyncEngine) -> bool:
