@@ -174,3 +174,19 @@ def test_sqlite_timestamps_come_back_as_utc_from_any_iso_text() -> None:
     east = process("2026-01-02T05:04:05+02:00")
     assert east == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC) and east.utcoffset() == timedelta(0)
     assert process(None) is None
+
+
+def test_a_fixed_statement_takes_its_own_literals_and_demands_its_parameters() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    table = Project.__table__
+    statement = sa.select(table.c.id).where(
+        table.c.title == sa.bindparam("q"),
+        table.c.description.is_not_distinct_from(sa.literal(None, sa.Text)),
+        table.c.github_repo == sa.literal("repo"),
+    )
+    cache = driver.StatementCache(sqlite.dialect())
+    prepared = cache.prepare_fixed(statement, {"q": "title"})
+    assert prepared is not None and prepared[1] == ["title", None, "repo"]
+    with pytest.raises(KeyError):
+        cache.prepare_fixed(statement, {})

@@ -117,7 +117,11 @@ class StatementCache:
                 if (processor := _result_processor(column.type, dialect))
             ),
             compiled=compiled,
-            defaults={name: defaults[name] for name in names if defaults.get(name) is not None},
+            defaults={
+                name: defaults[name]
+                for name in names
+                if name in compiled.binds and not compiled.binds[name].required
+            },
             row=namedtuple("Row", [c.key for c in columns], rename=True),
         )
 
