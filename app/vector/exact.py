@@ -28,7 +28,6 @@ from app.vector.sql_common import (
     ENTITIES,
     HIT_FIELDS,
     MAX_DIMENSION,
-    as_matrix,
     dialect_name,
     embedding_column,
     pgvector_extension,
@@ -214,8 +213,7 @@ class ExactVectorIndex(SqlVectorIndex):
         table = collection_table(collection)
         dimension = len(vector)
         async with self._scope() as session:
-            await self._require_column(session, table, dimension)
-            query_vector = as_matrix([vector], dimension)[0]
+            query_vector = await self._query_vector(session, table, vector)
             query_vector /= np.linalg.norm(query_vector)
             if k == 0:
                 return []

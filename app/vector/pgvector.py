@@ -27,7 +27,6 @@ from app.vector.port import VectorCapabilities, VectorHit, collection_table
 from app.vector.sql_common import (
     ENTITIES,
     MAX_DIMENSION,
-    as_matrix,
     embedding_column,
     pgvector_codecs,
     pgvector_extension,
@@ -216,8 +215,7 @@ class PgVectorIndex(SqlVectorIndex):
         table = collection_table(collection)
         dimension = len(vector)
         async with self._scope() as session:
-            await self._require_column(session, table, dimension)
-            query_vector = as_matrix([vector], dimension)[0]
+            query_vector = await self._query_vector(session, table, vector)
             self._encode(self._dimensions[table][dimension], query_vector)
             if k == 0:
                 return []
@@ -232,7 +230,7 @@ class PgVectorIndex(SqlVectorIndex):
                 collection, dimension, k, filters, embedding_model, whole, fused,
                 settings=preset != ef_search(k),
             )  # fmt: skip
-            params = {"q": query_vector}
+            params: dict[str, Any] = {"q": query_vector}
             if VECTOR_INDEX_LIMIT < dimension <= HALFVEC_INDEX_LIMIT:
                 params["hq"] = query_vector
             if fused is not None:

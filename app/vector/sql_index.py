@@ -95,6 +95,13 @@ class SqlVectorIndex:
             self._dimensions[table] = await embedding_columns(session, table)
         return self._dimensions[table]
 
+    async def _query_vector(
+        self, session: AsyncSession, table: str, vector: Sequence[float]
+    ) -> np.ndarray:
+        """A query vector checked against ``table``'s embedding columns, as float32."""
+        await self._require_column(session, table, len(vector))
+        return as_matrix([vector], len(vector))[0]
+
     async def _require_column(self, session: AsyncSession, table: str, dimension: int) -> str:
         """The column for ``dimension``; ``InvalidInputError`` naming the lengths there are."""
         column = embedding_column(dimension)
