@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings, get_settings
 from app.engines import create_engine_for
+from app.repositories.lease import LeasingSession
 from app.uow.sqlalchemy import SqlAlchemyUnitOfWork, run_in_transaction
 from app.vector.factory import create_vector_index, unit_of_work_binder
 
@@ -137,7 +138,13 @@ class DataLayer:
 
 
 def _sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+    return async_sessionmaker(
+        engine,
+        expire_on_commit=False,
+        autoflush=False,
+        sync_session_class=LeasingSession,
+        join_transaction_mode="control_fully",
+    )
 
 
 def bootstrap(settings: Settings | None = None) -> DataLayer:

@@ -25,10 +25,11 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import types as sa_types
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.util import LRUCache
 
 from app.engines import DRIVER_STATEMENTS
+from app.repositories.lease import Lease
 
 Rows = list[Sequence[Any]]
 Fetch = Callable[[Any, str, list[Any]], Awaitable[Rows]]
@@ -289,8 +290,13 @@ class Runner:
             raise wrapped from error
 
 
-async def held_connection(session: AsyncSession) -> tuple[AsyncConnection, Any]:
-    """The session's connection and the pooled DBAPI connection it holds."""
+async def held_connection(session: AsyncSession) -> tuple[Any, Any]:
+    """Who can invalidate the session's connection, and the pooled DBAPI connection: the
+    Unit of Work's lease (see ``app.repositories.lease``) unless the session began a
+    transaction of its own first, else the session's."""
+    lease = Lease.of(session)
+    if lease is not None:
+        return lease, await lease.fairy()
     connection = await session.connection()
     sync = connection.sync_connection
     # A plain attribute, unless the connection must be re-established (which needs

@@ -21,6 +21,7 @@ from app.errors import (
     UnsupportedFeatureError,
     translate_errors,
 )
+from app.repositories.lease import LEASE, Lease, LeasingSession, connected
 from app.repositories.state import FAILED, check_usable, failed_message
 
 if TYPE_CHECKING:
@@ -47,7 +48,12 @@ AfterCommit = Callable[[], Awaitable[None]]
 
 
 class SqlAlchemyUnitOfWork:
-    """One ``AsyncSession`` and its transaction; repositories are created on first use."""
+    """One ``AsyncSession`` and its transaction; repositories are created on first use.
+
+    The transaction's connection is taken by its first statement: by the session, or by the
+    lease when that statement runs on the driver path (``app.repositories.lease``), in which
+    case the session joins the leased connection if it needs one later.
+    """
 
     def __init__(
         self,
@@ -95,6 +101,9 @@ class SqlAlchemyUnitOfWork:
         if options:
             with translate_errors("opening the transaction"):
                 await session.connection(execution_options=options)
+        elif isinstance(session.sync_session, LeasingSession):
+            # Statements on the driver path may take the connection without the session.
+            session.info[LEASE] = Lease(session)
         return self
 
     async def __aexit__(
@@ -112,7 +121,13 @@ class SqlAlchemyUnitOfWork:
             return
         # close() rolls back whatever was not committed without expiring the loaded entities
         # (rollback() would), so what was read stays usable after the block.
-        await session.close()
+        lease: Lease | None = session.info.get(LEASE)
+        if lease is not None and lease.held:
+            await lease.close()
+        elif connected(session.sync_session):
+            await session.close()
+        else:  # no connection to give back: closing only forgets the entities (no I/O)
+            session.sync_session.close()
 
     async def commit(self) -> None:
         """Flush and commit, then run the after-commit work (e.g. applying the vector outbox)."""
@@ -125,11 +140,15 @@ class SqlAlchemyUnitOfWork:
         if failed is not None:
             await self.rollback()
             raise DataLayerError(f"nothing was committed: {failed_message(failed)}")
+        lease: Lease | None = session.info.get(LEASE)
         try:
             with translate_errors("commit"):
-                await session.commit()
+                if lease is not None and lease.held:
+                    await lease.commit()
+                else:
+                    await session.commit()
         except BaseException:
-            await session.rollback()
+            await self._rolled_back(session)
             raise
         hooks, self._after_commit = self._after_commit, []
         for hook in hooks:
@@ -138,8 +157,17 @@ class SqlAlchemyUnitOfWork:
     async def rollback(self) -> None:
         """Discard the transaction's writes; the Unit of Work stays usable."""
         self._after_commit.clear()
-        self.session.info.pop(FAILED, None)
-        await self.session.rollback()
+        session = self.session
+        session.info.pop(FAILED, None)
+        await self._rolled_back(session)
+
+    @staticmethod
+    async def _rolled_back(session: AsyncSession) -> None:
+        lease: Lease | None = session.info.get(LEASE)
+        if lease is not None and lease.held:
+            await lease.rollback()
+        else:
+            await session.rollback()
 
     async def flush(self) -> None:
         """Send pending changes now (to see generated ids or constraint errors early)."""
