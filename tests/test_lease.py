@@ -58,8 +58,11 @@ async def test_the_lease_is_taken_on_the_driver_path_and_given_back(make_layer, 
     await _warm(layer)
     await _warm(logged)
     async with layer.uow() as uow:
-        await uow.projects.add(Project(title="p"))
-        assert _leased(uow) and not connected(uow.session.sync_session)  # the session has none
+        project = await uow.projects.add(Project(title="p"))
+        # The session began nothing, yet holds the stored entity: a read gives the same object.
+        assert _leased(uow) and not uow.session.sync_session.in_transaction()
+        assert await uow.projects.get(project.id) is project
+        assert not connected(uow.session.sync_session)
         await uow.commit()
         assert not _leased(uow) and _checked_out(layer) == 0
         # Still usable: the next statement takes a connection again.

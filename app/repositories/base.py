@@ -11,7 +11,6 @@ from typing import Any, ClassVar, Generic, Protocol, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.domain.types import utcnow
@@ -34,7 +33,7 @@ from app.repositories.paging import (
     order_clauses,
     order_keys,
 )
-from app.repositories.rows import attach, entity_rows
+from app.repositories.rows import attach, attach_written, entity_rows
 from app.repositories.sql_filters import compile_filters, compile_node
 from app.repositories.state import FAILED, check_usable, mark_failed
 from app.repositories.validation import ModelColumns, columns_of, validator_for
@@ -343,9 +342,7 @@ class SqlAlchemyRepository(Generic[T]):
         async with self._write("adding", len(items)):
             if run is None or not await single.insert_one(run, dialect, self.columns, items[0]):
                 await bulk.insert_all(self.session, dialect, self.columns, items)
-        for entity in items:  # they are rows now: let the session know them as such
-            make_transient_to_detached(entity)
-            self.session.add(entity)
+        attach_written(self.session, items)  # they are rows now: the session's stored entities
         return items
 
     async def update(self, id: Any, values: Mapping[str, Any]) -> T:

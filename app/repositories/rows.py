@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 
@@ -72,3 +73,22 @@ def attach(session: AsyncSession, entities: Iterable[Any]) -> list[Any]:
         identity_map._add_unpresent(state, key)
         out.append(entity)
     return out
+
+
+def attach_written(session: AsyncSession, entities: Iterable[Any]) -> None:
+    """Entities just inserted by Core statements as the session's stored entities: what
+    ``make_transient_to_detached`` then ``session.add`` make of them, without beginning the
+    session's transaction (the table models have no relationships to cascade along, and the
+    session's attach events are not sent). A key the session holds already goes through
+    ``session.add``, which refuses it as it always has."""
+    sync = session.sync_session
+    identity_map = sync.identity_map
+    for entity in entities:
+        make_transient_to_detached(entity)
+        state = instance_state(entity)
+        key = state.key
+        if key is None or key in identity_map:
+            sync.add(entity)
+            continue
+        state.session_id = sync.hash_key
+        identity_map._add_unpresent(state, key)
