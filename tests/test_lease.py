@@ -4,10 +4,12 @@ connection goes back to the pool when the transaction ends."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from app.domain import Project, Task
-from app.errors import ConflictError, DataLayerError
+from app.errors import BackendUnavailableError, ConflictError, DataLayerError
 from app.repositories.lease import LEASE, connected
 
 
@@ -106,3 +108,43 @@ async def test_a_failed_driver_write_needs_a_rollback_then_the_lease_is_fresh(la
         await uow.projects.add(Project(title="c"))
         await uow.commit()
     assert [r[0] for r in await sql.all("SELECT title FROM archon_projects")] == ["c"]
+
+
+async def test_concurrent_calls_cannot_split_the_transaction(layer, sql) -> None:
+    await _warm(layer)
+    await layer.engine.dispose()  # the next checkout connects, which waits for the server
+    async with layer.uow() as uow:
+        outcomes = await asyncio.gather(
+            uow.projects.add(Project(title="a")),
+            uow.projects.add(Project(title="b")),
+            return_exceptions=True,
+        )
+        refused = [o for o in outcomes if isinstance(o, DataLayerError)]
+        assert len(refused) == 1 and "concurrently" in str(refused[0])
+        assert _checked_out(layer) == 1  # the one that connected holds the only connection
+        await uow.rollback()
+        await uow.projects.add(Project(title="c"))
+        await uow.commit()
+    assert [r[0] for r in await sql.all("SELECT title FROM archon_projects")] == ["c"]
+    assert _checked_out(layer) == 0
+
+
+@pytest.mark.backends("pgvector", "postgres", "mariadb")
+async def test_a_dropped_connection_fails_the_write_then_the_next_unit_of_work_works(
+    layer, sql
+) -> None:
+    await _warm(layer)
+    async with layer.uow() as uow:
+        await uow.projects.add(Project(title="lost"))
+        assert _leased(uow)
+        await sql.drop_other_connections()
+        await asyncio.sleep(0.2)
+        with pytest.raises(BackendUnavailableError):
+            await uow.projects.add(Project(title="also lost"))
+        with pytest.raises(DataLayerError, match="nothing was committed"):
+            await uow.commit()
+    async with layer.uow() as uow:
+        await uow.projects.add(Project(title="kept"))
+        await uow.commit()
+    assert [r[0] for r in await sql.all("SELECT title FROM archon_projects")] == ["kept"]
+    assert _checked_out(layer) == 0

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.util import greenlet_spawn
 
 from app.engines import AUTOCOMMIT
+from app.errors import DataLayerError
 
 LEASE = "archon_lease"  # the key of a session's Lease in ``session.info``
 
@@ -34,6 +35,7 @@ class Lease:
         self._session: Session = session.sync_session
         self._engine = self._session.bind
         self.connection: Connection | None = None
+        self._opening = False
 
     @staticmethod
     def of(session: AsyncSession) -> Lease | None:
@@ -54,9 +56,18 @@ class Lease:
         if connection is None:
             if not isinstance(self._engine, Engine):
                 raise TypeError("a lease needs a session bound to one engine")
-            # From here on the session's work joins this connection's transaction (see
-            # LeasingSession); its commit commits it.
-            connection = self.connection = await greenlet_spawn(_begun, self._engine)
+            if self._opening:  # a second connection would split the transaction in two
+                raise DataLayerError(
+                    "this Unit of Work is already connecting: calls on one Unit of Work must "
+                    "not run concurrently (open one Unit of Work per task)"
+                )
+            self._opening = True
+            try:
+                # From here on the session's work joins this connection's transaction (see
+                # LeasingSession); its commit commits it.
+                connection = self.connection = await greenlet_spawn(_begun, self._engine)
+            finally:
+                self._opening = False
         elif connection.invalidated or connection.closed:
             # Reconnecting (or refusing to, inside a transaction) is SQLAlchemy's call.
             return await greenlet_spawn(lambda: connection.connection)
