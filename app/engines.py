@@ -20,9 +20,8 @@ AUTOCOMMIT = "archon_autocommit"  # execution option marking engines of autocomm
 # Execution option: statements may run on the driver connection (app.repositories.driver).
 DRIVER_STATEMENTS = "archon_driver_statements"
 # The HNSW candidate list PostgreSQL connections start with, and the execution option saying so:
-# a nearest-rows query whose ef_search is this one needs no settings of its own. pgvector's own
-# default, which Archon's match functions search with (a filtered query asks for more).
-DEFAULT_EF_SEARCH = 40
+# a nearest-rows query whose ef_search is this one needs no settings of its own.
+DEFAULT_EF_SEARCH = 64
 HNSW_EF_SEARCH = "archon_hnsw_ef_search"
 
 

@@ -133,7 +133,7 @@ async def test_queries_use_the_hnsw_index_and_set_their_tuning(
     assert hits[0].id == ids[3] and len(hits) == 5 and filtered[0].id == ids[3]
     assert unfiltered == {"hnsw.ef_search": str(ef_search(5)), "hnsw.iterative_scan": "off"}
     assert after_filtered == {
-        "hnsw.ef_search": str(ef_search(5, filtered=True)),
+        "hnsw.ef_search": str(ef_search(5)),
         "hnsw.iterative_scan": "relaxed_order",
     }
     for _ in range(20):
@@ -243,8 +243,7 @@ async def test_detection_picks_pgvector_when_the_extension_is_there(
 
 
 def test_ef_search_grows_with_k_within_pgvectors_limit() -> None:
-    assert ef_search(1) == 40  # pgvector's default
-    assert ef_search(1, filtered=True) == 64
+    assert ef_search(1) == 64
     assert ef_search(100) == 200
     assert ef_search(5000) == 1000
 
@@ -268,7 +267,7 @@ async def test_the_search_settings_govern_the_scan_in_the_querys_own_statement(
     ids = await add_chunks(pg_layer.engine, COLLECTION, [chunk_fields(i) for i in range(50)])
     vectors = clustered(50, DIMENSION, seed=4)
     await pg_layer.vector_index.upsert(COLLECTION, records(ids, vectors, [{}] * 50))
-    monkeypatch.setattr("app.vector.pgvector.ef_search", lambda k, filtered=False: 1)
+    monkeypatch.setattr("app.vector.pgvector.ef_search", lambda k: 1)
     monkeypatch.setattr("app.vector.pgvector.ITERATIVE_SCANS", (999,))
     statements: list[str] = []
     sa.event.listen(

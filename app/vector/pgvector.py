@@ -3,10 +3,9 @@
 Vectors travel in pgvector's binary format (its asyncpg codec, registered once per connection).
 Columns up to 2000 dimensions are indexed as ``vector``; up to 4000 through a ``halfvec``
 expression index, which a query uses by ordering by the same expression and then re-ranking the
-candidates at full precision; longer ones are searched exactly. Connections start with pgvector's
-default ``hnsw.ef_search`` (40); a query that needs a longer candidate list (k > 20, or filtered:
-64) sets it, and with pgvector 0.8 or later a filtered query sets iterative scans too, so it
-still finds ``k`` rows when ``k`` rows match (``set_config(..., true)`` in the query itself).
+candidates at full precision; longer ones are searched exactly. Each query sets ``hnsw.ef_search``
+and, with pgvector 0.8 or later, iterative scans (``set_config(..., true)`` in the query itself),
+so a filtered query still finds ``k`` rows when ``k`` rows match.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import True_
 
 from app.engines import DEFAULT_EF_SEARCH, HNSW_EF_SEARCH
 from app.errors import InvalidInputError, UnsupportedFeatureError, translate_errors
@@ -41,16 +39,11 @@ VECTOR_INDEX_LIMIT = 2000  # pgvector's HNSW limit for ``vector``
 HALFVEC_INDEX_LIMIT = 4000  # and for ``halfvec``
 ITERATIVE_SCANS = (0, 8, 0)  # the pgvector release that brought hnsw.iterative_scan
 MAX_EF_SEARCH = 1000
-# A filtered query's candidate list: iterative scans walk on while too few candidates match, and
-# a longer list keeps recall@10 >= 0.95 on filters that keep a small share of the rows.
-FILTERED_EF_SEARCH = 64
 
 
-def ef_search(k: int, *, filtered: bool = False) -> int:
-    """The HNSW candidate list for a top-``k`` query: at least twice k, at least pgvector's
-    default (more when filtered), at most pgvector's limit."""
-    floor = FILTERED_EF_SEARCH if filtered else DEFAULT_EF_SEARCH
-    return min(MAX_EF_SEARCH, max(floor, 2 * k))
+def ef_search(k: int) -> int:
+    """The HNSW candidate list for a top-``k`` query: generous for small k, capped by pgvector."""
+    return min(MAX_EF_SEARCH, max(DEFAULT_EF_SEARCH, 2 * k))
 
 
 def hnsw_index_ddl(table: str, dimension: int, schema: str = "public") -> str | None:
@@ -344,7 +337,7 @@ class PgVectorIndex(SqlVectorIndex):
             .limit(k)
         )
 
-    def _settings(self, k: int, filtered: bool) -> Any:
+    def _settings(self, k: int) -> Any:
         """A one-row subquery that sets this transaction's search settings when it is read.
 
         Joined laterally to the nearest-rows query, its values gate the index scan (PostgreSQL
@@ -353,7 +346,7 @@ class PgVectorIndex(SqlVectorIndex):
         needed for them (``set_config(..., true)`` lasts until the transaction ends).
         """
         assert self._extension is not None
-        settings = {"hnsw.ef_search": str(ef_search(k, filtered=filtered))}
+        settings = {"hnsw.ef_search": str(ef_search(k))}
         if self._extension[1] >= ITERATIVE_SCANS:
             settings["hnsw.iterative_scan"] = "relaxed_order"
         calls = [
@@ -397,8 +390,7 @@ class PgVectorIndex(SqlVectorIndex):
         fields = [table.c[name] for name in ("id", "source_id", "url", "chunk_number")]
         if not whole:
             fields += [table.c.embedding_model, table.c["metadata"]]
-        filtered = not isinstance(where, True_)
-        values = self._settings(k, filtered) if settings else None
+        values = self._settings(k) if settings else None
         applied = [] if values is None else [c.is_not(None) for c in values.c]
         candidates = (
             sa.select(*fields, exact.label("distance"))
