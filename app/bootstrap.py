@@ -11,15 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings, get_settings
 from app.engines import create_engine_for
+from app.errors import translate_errors
 from app.repositories.lease import LeasingSession
 from app.uow.sqlalchemy import SqlAlchemyUnitOfWork, run_in_transaction
-from app.vector.factory import create_vector_index, unit_of_work_binder
+from app.vector.factory import create_vector_index, store_feed, unit_of_work_binder
 
 if TYPE_CHECKING:
     from app.crypto import CredentialCipher
     from app.domain import Source
     from app.ingest import IngestReport, Item
-    from app.vector.outbox import DrainReport
+    from app.vector.outbox.feed import StoreFeed
+    from app.vector.outbox.reconcile import CollectionCheck, Progress, RebuildReport
+    from app.vector.outbox.table import DrainReport
     from app.vector.port import SearchHit
 
 log = logging.getLogger(__name__)
@@ -81,20 +84,110 @@ class DataLayer:
         from app import migrations
 
         await migrations.upgrade(self.engine, revision)
+        self._forget_schema()
+        await self.start()
+
+    async def downgrade(self, revision: str) -> None:
+        """Revert the schema to ``revision``; an external store drops the collections of a
+        database identity the downgrade removed (they could never be read again)."""
+        from app import migrations
+
+        feed = await self.vector_feed()
+        namespace = None
+        if feed is not None:
+            try:
+                async with AsyncSession(self.engine) as session:
+                    await feed.ready(session)
+                namespace = feed.namespace
+            except Exception as exc:  # no identity yet: nothing of this life to drop
+                log.debug("no database identity before the downgrade: %s", exc)
+        await migrations.downgrade(self.engine, revision)
+        self._forget_schema()
+        if feed is None or namespace is None:
+            return
+        try:
+            async with AsyncSession(self.engine) as session:
+                await feed.ready(session)
+        except Exception:  # the identity went with the downgrade
+            from app.vector.port import COLLECTIONS
+
+            feed.store.use_namespace(namespace)
+            for collection in COLLECTIONS:
+                await feed.store.drop(collection)
+            feed.reset()
+
+    def _forget_schema(self) -> None:
+        """After a migration: detect the index again, read the database's identity again."""
         redetect = getattr(self.vector_index, "reset", None)  # the schema may offer pgvector now
         if redetect is not None:
             redetect()
-        await self.start()
+        chosen = getattr(self.vector_index, "_chosen", self.vector_index)
+        feed = store_feed(chosen, self.engine) if chosen is not None else None
+        if feed is not None:
+            feed.reset()
+
+    async def vector_feed(self) -> StoreFeed | None:
+        """The external store fed from the rows (Chroma, Weaviate); None for a SQL index."""
+        index = self.vector_index
+        resolve = getattr(index, "resolve", None)
+        if resolve is not None:
+            index = await resolve()
+        return store_feed(index, self.engine)
 
     async def start(self) -> DrainReport:
         """Start-up work: replay vector writes a previous run committed but could not apply.
 
         Called by ``migrate()`` and the FastAPI lifespan; a store that is still down leaves the
-        operations pending (``archon-db vectors sync`` replays them later).
+        operations pending (``archon-db vectors sync`` replays them later). With a SQL index, a
+        database that fed an external store before stops queueing deletes for it.
         """
-        from app.vector.outbox import replay_pending
+        from app.vector.outbox.table import DrainReport, replay_pending
 
-        return await replay_pending(self)
+        feed = await self.vector_feed()
+        if feed is None:
+            await _stop_feeding(self.engine)
+            return DrainReport()
+        return await replay_pending(feed)
+
+    async def reconcile_vectors(
+        self, apply: bool = False, *, on_progress: Progress | None = None
+    ) -> list[CollectionCheck]:
+        """Compare the external store with the rows (orphans, missing, stale); ``apply``
+        repairs them. With a SQL index the rows are the index: every collection is level."""
+        from app.vector.outbox.reconcile import CollectionCheck, reconcile
+
+        feed = await self.vector_feed()
+        if feed is None:
+            return [CollectionCheck(c, rows=n, stored=n) for c, n in (await self._counts()).items()]
+        return await reconcile(feed, apply=apply, on_progress=on_progress)
+
+    async def rebuild_vectors(
+        self,
+        collection: str | None = None,
+        *,
+        from_store: bool = False,
+        on_progress: Progress | None = None,
+    ) -> list[RebuildReport]:
+        """Recreate the external store's collections from the rows; ``from_store`` first copies
+        the vectors of a store written before the rows held them into the rows."""
+        from app.errors import UnsupportedFeatureError
+        from app.vector.outbox.reconcile import import_from_store, rebuild
+
+        feed = await self.vector_feed()
+        if feed is None:
+            raise UnsupportedFeatureError(
+                "the vector index is the rows themselves (pgvector or exact): there is no store "
+                "to rebuild; set VECTOR_DATABASE=chroma or weaviate to feed one"
+            )
+        if from_store:
+            await import_from_store(feed, on_progress=on_progress)
+        return await rebuild(feed, collection, on_progress=on_progress)
+
+    async def _counts(self) -> dict[str, int]:
+        from app.vector.port import COLLECTIONS
+
+        async with self.uow(read_only=True) as uow:
+            return {c: int(await uow.vectors.count(c)) for c in COLLECTIONS}
 
     async def search(
         self,
@@ -137,6 +230,28 @@ class DataLayer:
             await engine.dispose()
 
 
+async def _stop_feeding(engine: AsyncEngine) -> None:
+    """No external store is fed any more: the triggers stop queueing deletes, the queue goes."""
+    from app.vector.outbox.identity import IDENTITY_TABLE, read_identity, set_external_store
+    from app.vector.outbox.table import has_outbox, outbox
+
+    with translate_errors("looking for the database identity"):
+        if not await has_outbox(engine, IDENTITY_TABLE):
+            return  # not migrated this far: nothing is queued
+    async with AsyncSession(engine) as session, session.begin():
+        _, fed = await read_identity(session)
+        if fed is None:
+            return
+        await set_external_store(session, None)
+        with translate_errors("clearing the vector outbox"):
+            await session.execute(outbox.delete())
+    log.warning(
+        "this database fed the %s store before; it is no longer fed (run `archon-db vectors "
+        "rebuild` if you switch back to it)",
+        fed,
+    )
+
+
 def _sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(
         engine,
@@ -157,7 +272,7 @@ def bootstrap(settings: Settings | None = None) -> DataLayer:
     read_engines = _read_engines(settings)
     layer = DataLayer(settings, engine, read_engines, CredentialCipher.from_settings(settings))
     layer.vector_index = create_vector_index(settings, engine)
-    layer._vector_binder = unit_of_work_binder(layer.vector_index)
+    layer._vector_binder = unit_of_work_binder(layer.vector_index, engine)
     log.info("data layer on %s (%s)", settings.safe_database_url, settings.database_type)
     return layer
 

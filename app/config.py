@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any
@@ -10,8 +11,10 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from app.errors import InvalidInputError
+
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///archon.db"
-DEFAULT_CHROMA_PATH = "chroma_data"
+CHROMA_FOLDER_SUFFIX = "-chroma"
 
 
 class DatabaseType(StrEnum):
@@ -154,6 +157,41 @@ class Settings(BaseSettings):
             elif name == "database_read_urls" and isinstance(value, list):
                 value = [mask_url(v) for v in value]
             yield name, value
+
+
+def sqlite_file(url: str | None) -> str | None:
+    """The absolute path of a SQLite URL's database file; None for memory or another database."""
+    if not url:
+        return None
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        if "mode=memory" in database:
+            return None
+        database = database[len("file:") :].split("?", 1)[0]
+    return os.path.abspath(database)
+
+
+def chroma_folder(settings: Settings) -> str:
+    """Where embedded Chroma keeps its files: ``CHROMA_PATH``, else beside the SQLite file.
+
+    Never the working directory: the folder belongs to one database (``<database file>-chroma``).
+    A server database shared by several hosts gets no implicit folder at all.
+    """
+    if settings.chroma_path:
+        return os.path.abspath(settings.chroma_path)
+    if settings.chroma_url:
+        return ""
+    database = sqlite_file(settings.database_url)
+    if database is None:
+        raise InvalidInputError(
+            "VECTOR_DATABASE=chroma needs CHROMA_URL (a `chroma run` server) or CHROMA_PATH (a "
+            f"folder) for {mask_url(settings.database_url or '')}: an embedded folder is only "
+            "implied for a SQLite database file"
+        )
+    return database + CHROMA_FOLDER_SUFFIX
 
 
 @lru_cache(maxsize=1)

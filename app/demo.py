@@ -32,7 +32,7 @@ from app.config import Settings
 from app.documents import ingest_documents, read_documents
 from app.domain import CrawledPage, Project, Source, Task, TaskPriority, TaskStatus
 from app.embedding import HashingEmbedder
-from app.vector.outbox import pending_summary
+from app.vector.outbox.table import pending_summary
 from app.vector.port import VectorRecord
 
 if TYPE_CHECKING:

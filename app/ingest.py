@@ -7,10 +7,11 @@ embedding model and dimension (Archon's ``embedding_model`` / ``embedding_dimens
 visible until the commit, and a failure anywhere leaves the database as it was (the external
 stores' writes go through their outbox and are applied after the commit).
 
-With a SQL-backed index (pgvector, exact) each vector is written in its chunk's own row write
-(``SqlVectorIndex.add_with_vectors``: COPY on PostgreSQL, multi-row INSERT elsewhere), so a row is
-written once; the replaced rows' vectors go with the rows. External stores get the rows first,
-then their vectors through the outbox, and the replaced rows' vectors deleted by id.
+Each vector is written in its chunk's own row write (``add_with_vectors``: COPY on PostgreSQL,
+multi-row INSERT elsewhere), so a row is written once, whatever the index: the rows are the system
+of record. With an external store (Chroma, Weaviate) the view also records the store's copies in
+the outbox, applied after the commit; the replaced rows' vectors leave the store through the
+deletes the database queues for them.
 
 ``items`` may be any iterable: it is consumed one batch at a time, so a long crawl never sits in
 memory at once.
@@ -33,13 +34,15 @@ from app.domain import CodeExample, CrawledPage, Source
 from app.errors import InvalidInputError, translate_errors
 from app.repositories import bulk
 from app.repositories.bulk_insert import can_insert_with_columns
+from app.repositories.state import note_deleted
 from app.repositories.validation import columns_of, validator_for
+from app.vector.factory import concrete_view, store_feed
 from app.vector.port import VectorRecord
-from app.vector.sql_common import ENTITIES, as_matrix
-from app.vector.sql_index import SqlVectorIndex
+from app.vector.sql.base import SqlVectorIndex
+from app.vector.sql.common import ENTITIES, as_matrix
 
 if TYPE_CHECKING:
-    from app.bootstrap import DataLayer
+    from app.uow.port import UnitsOfWork
     from app.uow.sqlalchemy import SqlAlchemyUnitOfWork
 
 Chunk = CrawledPage | CodeExample
@@ -92,7 +95,7 @@ class _Batch:
 class _Ingestion:
     """The state of one ``ingest`` call while its batches go by."""
 
-    def __init__(self, layer: DataLayer, source: Source, embedding_model: str | None) -> None:
+    def __init__(self, layer: UnitsOfWork, source: Source, embedding_model: str | None) -> None:
         self.layer, self.source, self.embedding_model = layer, source, embedding_model
         self.kind: type | None = None
         self.dimension: int | None = None
@@ -177,7 +180,7 @@ class _Ingestion:
 
 
 async def ingest(
-    layer: DataLayer,
+    layer: UnitsOfWork,
     source: Source,
     items: Iterable[Item],
     *,
@@ -196,17 +199,21 @@ async def ingest(
     pending: _Batch | None = run.check(first)
     await _ensure_column(run)
     async with layer.uow() as uow:
+        vectors = await concrete_view(uow.vectors)
+        prepare = getattr(vectors, "prepare_writes", None)
+        if prepare is not None:
+            await prepare()  # before the replaced rows go, so their deletes are queued
         await _upsert_source(uow, source)
         stored: list[Chunk] = []
         while pending is not None:
             _detach(stored)  # the previous batch's rows
-            stored = await _write(run, uow, pending)
+            stored = await _write(run, uow, vectors, pending)
             if on_progress is not None:
                 on_progress(run.written, total if total is not None else run.written)
             following = next(batches, None)
             pending = None if following is None else await _check_more(run, following)
-        if run.vectors and isinstance(uow.vectors, SqlVectorIndex):
-            await uow.vectors.written(run.collection)
+        if run.vectors and hasattr(type(vectors), "written"):
+            await vectors.written(run.collection)
         await _commit_detaching(uow, stored)
     return run.report()
 
@@ -252,9 +259,17 @@ async def _check_more(run: _Ingestion, items: list[Item]) -> _Batch:
 
 
 async def _ensure_column(run: _Ingestion) -> None:
-    """The vector column (or collection) for the ingest's vectors; skipped when known."""
-    index = run.layer.vector_index
+    """The vector column (and an external store's collection) for the ingest's vectors; skipped
+    when known."""
     if run.dimension is None:
+        return
+    index = run.layer.vector_index
+    resolve = getattr(index, "resolve", None)
+    if resolve is not None:
+        index = await resolve()
+    feed = store_feed(index, run.layer.engine)
+    if feed is not None:
+        await feed.ensure_collection(run.collection, run.dimension)
         return
     if isinstance(index, SqlVectorIndex) and index.has_dimension(run.collection, run.dimension):
         return  # a round trip (and a transaction of its own) saved on every call
@@ -270,7 +285,9 @@ async def _upsert_source(uow: SqlAlchemyUnitOfWork, source: Source) -> None:
         await bulk.upsert_all(uow.session, connection.dialect, plan, sources)
 
 
-async def _write(run: _Ingestion, uow: SqlAlchemyUnitOfWork, batch: _Batch) -> list[Chunk]:
+async def _write(
+    run: _Ingestion, uow: SqlAlchemyUnitOfWork, vectors: Any, batch: _Batch
+) -> list[Chunk]:
     """Replace the chunks of the batch's new URLs, then write the batch's rows and vectors.
 
     Returns the chunks written by Core, for ``_detach`` (those added through the repository
@@ -282,9 +299,8 @@ async def _write(run: _Ingestion, uow: SqlAlchemyUnitOfWork, batch: _Batch) -> l
         raise InvalidInputError("a chunk given to ingest is already stored")
     fresh = sorted({chunk.__dict__["url"] for chunk in chunks} - run.urls)  # checked: set
     run.urls.update(fresh)
-    vectors = uow.vectors
     dialect = (await uow.session.connection()).dialect
-    in_row = isinstance(vectors, SqlVectorIndex) and can_insert_with_columns(dialect)
+    in_row = hasattr(type(vectors), "add_with_vectors") and can_insert_with_columns(dialect)
     run.replaced += await _delete_urls(uow, run.collection, fresh)
     if in_row:
         present = [vector is not None for vector in batch.vectors]
@@ -301,8 +317,8 @@ async def _write(run: _Ingestion, uow: SqlAlchemyUnitOfWork, batch: _Batch) -> l
 
 
 async def _delete_urls(uow: SqlAlchemyUnitOfWork, collection: str, urls: list[str]) -> int:
-    """Delete the stored chunks of ``urls``; how many went. Vectors kept in the rows go with
-    them; an external store's are deleted by id (through its outbox)."""
+    """Delete the stored chunks of ``urls``; how many went. Their vectors go with the rows; an
+    external store drops its copies through the deletes the database queues."""
     if not urls:
         return 0
     table = ENTITIES[collection].__table__
@@ -310,11 +326,8 @@ async def _delete_urls(uow: SqlAlchemyUnitOfWork, collection: str, urls: list[st
     for start in range(0, len(urls), 500):
         where = table.c.url.in_(urls[start : start + 500])
         with translate_errors("replacing the chunks of the crawled URLs"):
-            if not isinstance(uow.vectors, SqlVectorIndex):
-                found = await uow.session.execute(sa.select(table.c.id).where(where))
-                ids = list(found.scalars())
-                if ids:
-                    await uow.vectors.delete(collection, ids)
             result = await uow.session.execute(sa.delete(table).where(where))
         removed += int(result.rowcount)  # type: ignore[attr-defined]
+    if removed:
+        note_deleted(uow.session, table.name)
     return removed

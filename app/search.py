@@ -25,12 +25,12 @@ from app.engines import is_autocommit
 from app.errors import InvalidInputError, translate_errors
 from app.repositories.rows import entity_rows
 from app.vector.factory import AutoVectorIndex
-from app.vector.pgvector import PgVectorIndex
 from app.vector.port import MatchType, SearchHit, collection_table
-from app.vector.sql_common import ENTITIES, sql_filter
+from app.vector.sql.common import ENTITIES, sql_filter
+from app.vector.sql.pgvector import PgVectorIndex
 
 if TYPE_CHECKING:
-    from app.bootstrap import DataLayer
+    from app.uow.port import UnitsOfWork
 
 Mode = Literal["auto", "vector", "keyword", "hybrid"]
 Ranked = list[tuple[int, float]]
@@ -49,7 +49,7 @@ STOP_WORDS = frozenset(
 
 
 async def search(
-    layer: DataLayer,
+    layer: UnitsOfWork,
     collection: str,
     *,
     vector: Sequence[float] | None = None,
@@ -98,7 +98,7 @@ async def search(
 
 
 async def _pgvector_search(
-    layer: DataLayer,
+    layer: UnitsOfWork,
     index: PgVectorIndex,
     collection: str,
     vector: Sequence[float],
@@ -138,7 +138,7 @@ async def _pgvector_search(
 
 
 @asynccontextmanager
-async def _autocommit_session(layer: DataLayer) -> AsyncIterator[AsyncSession]:
+async def _autocommit_session(layer: UnitsOfWork) -> AsyncIterator[AsyncSession]:
     """A session whose statements each run on their own: a read-only Unit of Work on the
     readers' autocommit pools, else a writer connection switched to autocommit."""
     if layer.read_engines and all(is_autocommit(engine) for engine in layer.read_engines):

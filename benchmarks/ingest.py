@@ -68,8 +68,8 @@ async def fused_ingest(layer: Any, batches: Iterable[Batch]) -> int:
     from sqlalchemy.orm import make_transient_to_detached
 
     from app.repositories.bulk_insert import insert_with_columns
-    from app.vector.exact import encode_blob
-    from app.vector.sql_common import register_pgvector
+    from app.vector.sql.common import register_pgvector
+    from app.vector.sql.exact import encode_blob
 
     written = 0
     for batch in batches:

@@ -14,8 +14,8 @@ from app.errors import ConflictError, InvalidInputError, UnsupportedFeatureError
 from app.repositories import bulk_insert
 from app.repositories.bulk_insert import insert_with_columns
 from app.repositories.validation import columns_of
-from app.vector.exact import encode_blob
-from app.vector.sql_common import pgvector_extension, register_pgvector
+from app.vector.sql.common import pgvector_extension, register_pgvector
+from app.vector.sql.exact import encode_blob
 from tests.support import LayerFactory, Sql
 
 DIMENSION = 384

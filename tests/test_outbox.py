@@ -20,7 +20,8 @@ from app.cli import _register
 from app.cli import app as cli
 from app.domain import CrawledPage, Source
 from app.errors import InvalidInputError
-from app.vector.outbox import OUTBOX_TABLE, pending_summary, replay_pending
+from app.vector.outbox.rows import as_vector
+from app.vector.outbox.table import OUTBOX_TABLE, pending_summary, replay_pending
 from app.vector.port import VectorRecord
 from tests.chroma_server import ChromaServer
 from tests.support import Backend, LayerFactory, execute, fetch_all, fetch_scalar
@@ -57,7 +58,12 @@ VECTORS = clustered(40, 384, centres=4, seed=21)
 
 
 async def write_pages(
-    layer: DataLayer, n: int, *, source_id: str = "src-a", commit: bool = True
+    layer: DataLayer,
+    n: int,
+    *,
+    source_id: str = "src-a",
+    commit: bool = True,
+    with_vectors: bool = True,
 ) -> list[int]:
     """A source and ``n`` pages with their vectors, in one Unit of Work."""
     async with layer.uow() as uow:
@@ -70,7 +76,9 @@ async def write_pages(
             for i in range(n)
         )  # fmt: skip
         ids = [page.id for page in pages if page.id is not None]
-        await uow.vectors.upsert(COLLECTION, [_record(i, p, source_id) for p, i in enumerate(ids)])
+        if with_vectors:
+            records = [_record(i, p, source_id) for p, i in enumerate(ids)]
+            await uow.vectors.upsert(COLLECTION, records)
         if commit:
             await uow.commit()
     return ids
@@ -175,39 +183,49 @@ async def test_a_stopped_store_keeps_the_commit_and_sync_brings_it_level(
     assert hits[0].id == ids[3]
 
 
-async def test_the_outbox_holds_vectors_as_float32_bytes(
+async def test_vectors_live_in_the_rows_and_the_outbox_holds_only_ids(
     server_layer: DataLayer, server: ChromaServer
 ) -> None:
     server.stop()
     ids = await write_pages(server_layer, 3)
 
     rows = await fetch_all(
-        server_layer, f"SELECT record_id, payload, vector FROM {OUTBOX_TABLE} ORDER BY id"
+        server_layer, f"SELECT record_id, op, payload, vector FROM {OUTBOX_TABLE} ORDER BY id"
     )
-    assert [row.record_id for row in rows] == [str(i) for i in ids]
-    for position, row in enumerate(rows):
-        stored = np.frombuffer(bytes(row.vector), dtype="<f4")
-        assert np.array_equal(stored, np.asarray(VECTORS[position], dtype=np.float32))
-        assert '"vector"' not in row.payload and f'"n": {position}' in row.payload
+    assert [(row.record_id, row.op) for row in rows] == [(str(i), "upsert") for i in ids]
+    assert all(row.payload is None and row.vector is None for row in rows)
+    stored = await fetch_all(
+        server_layer,
+        "SELECT id, embedding_384, embedding_dimension FROM archon_crawled_pages ORDER BY id",
+    )
+    for position, row in enumerate(stored):
+        vector = as_vector(row.embedding_384, 384)  # a float32 blob, or pgvector's value
+        assert np.array_equal(vector, np.asarray(VECTORS[position], dtype=np.float32))
+        assert row.embedding_dimension == 384
 
 
 async def test_writes_undone_inside_the_unit_of_work_never_reach_the_store(
     embedded_layer: DataLayer,
 ) -> None:
+    ids = await write_pages(embedded_layer, 4, with_vectors=False)
     async with embedded_layer.uow() as uow:
-        await uow.vectors.upsert(COLLECTION, [_record(1, 1, "src-x")])
+        await uow.vectors.upsert(COLLECTION, [_record(ids[0], 1, "src-a")])
         await uow.rollback()  # the first write is gone; the Unit of Work goes on
-        await uow.vectors.upsert(COLLECTION, [_record(2, 2, "src-x")])
+        await uow.vectors.upsert(COLLECTION, [_record(ids[1], 2, "src-a")])
         with pytest.raises(RuntimeError):
             async with uow.savepoint():
-                await uow.vectors.upsert(COLLECTION, [_record(3, 3, "src-x")])
+                await uow.vectors.upsert(COLLECTION, [_record(ids[2], 3, "src-a")])
                 raise RuntimeError("undo the savepoint")
-        await uow.vectors.upsert(COLLECTION, [_record(4, 4, "src-x")])
+        await uow.vectors.upsert(COLLECTION, [_record(ids[3], 4, "src-a")])
         await uow.commit()
 
     hits = await embedded_layer.vector_index.query(COLLECTION, list(VECTORS[0]), k=10)
-    assert sorted(int(h.id) for h in hits) == [2, 4]
+    assert sorted(int(h.id) for h in hits) == [ids[1], ids[3]]
     assert await outbox_rows(embedded_layer) == []
+    with_vectors = await fetch_scalar(
+        embedded_layer, "SELECT count(*) FROM archon_crawled_pages WHERE embedding_384 IS NOT NULL"
+    )
+    assert with_vectors == 2
 
 
 async def test_a_newer_write_supersedes_an_older_pending_one(
@@ -233,11 +251,9 @@ async def test_deleting_rows_deletes_their_vectors(embedded_layer: DataLayer) ->
     gone = await write_pages(embedded_layer, 4, source_id="src-gone")
     index = embedded_layer.vector_index
 
-    async with embedded_layer.uow() as uow:
+    async with embedded_layer.uow() as uow:  # only the rows: their vectors follow
         assert await uow.pages.delete_where({"source_id": "src-gone"}) == 4
-        assert await uow.vectors.delete_where(COLLECTION, {"source_id": "src-gone"}) == 4
         assert await uow.pages.delete(keep[0])
-        assert await uow.vectors.delete(COLLECTION, [keep[0]]) == 1
         await uow.commit()
 
     assert await index.count(COLLECTION) == 2
@@ -247,15 +263,17 @@ async def test_deleting_rows_deletes_their_vectors(embedded_layer: DataLayer) ->
     assert not {h.id for h in hits} & set(gone)
 
 
-async def test_delete_where_sees_the_writes_pending_in_the_same_unit_of_work(
+async def test_delete_where_sees_the_writes_of_the_same_unit_of_work(
     embedded_layer: DataLayer,
 ) -> None:
+    ids = await write_pages(embedded_layer, 5, with_vectors=False)
     async with embedded_layer.uow() as uow:
-        await uow.vectors.upsert(COLLECTION, [_record(i, i, "src-x") for i in range(1, 6)])
-        assert await uow.vectors.delete_where(COLLECTION, {"n": {"gte": 3}}) == 3
+        await uow.vectors.upsert(COLLECTION, [_record(i, p, "src-a") for p, i in enumerate(ids)])
+        assert await uow.vectors.delete_where(COLLECTION, {"metadata.n": {"gte": 3}}) == 2
         await uow.commit()
 
-    assert await embedded_layer.vector_index.count(COLLECTION) == 2
+    assert await embedded_layer.vector_index.count(COLLECTION) == 3
+    assert await page_count(embedded_layer) == 5  # the rows stay; only their vectors went
 
 
 async def test_replays_keep_the_newest_operation_and_are_idempotent(
@@ -273,10 +291,11 @@ async def test_replays_keep_the_newest_operation_and_are_idempotent(
     assert summary == {("upsert", 7, 7), ("delete", 1, 1)}
 
     server.start()
-    first = await replay_pending(server_layer)
+    feed = await server_layer.vector_feed()
+    first = await replay_pending(feed)
     state = await _store_state(server_layer)
     await _reinsert(server_layer, snapshot)  # the same operations, delivered again
-    second = await replay_pending(server_layer)
+    second = await replay_pending(feed)
 
     assert (first.applied, first.failed) == (6, 0)  # one operation per id: the newest
     assert (second.applied, second.failed) == (6, 0)
@@ -284,13 +303,13 @@ async def test_replays_keep_the_newest_operation_and_are_idempotent(
     assert set(state) == {str(i) for i in ids[1:]}
     (hit,) = await server_layer.vector_index.query(COLLECTION, list(VECTORS[30]), k=1)
     assert hit.id == ids[1] and hit.score == pytest.approx(1.0, abs=1e-3)
-    assert await replay_pending(server_layer) == type(first)()  # nothing left
+    assert await replay_pending(feed) == type(first)()  # nothing left
 
 
 async def _store_state(layer: DataLayer) -> dict[str, int]:
     index = layer.vector_index
     hits = await index.query(COLLECTION, list(VECTORS[0]), k=50)
-    return {str(h.id): int(h.metadata["n"]) for h in hits}
+    return {str(h.id): int(h.metadata["metadata"]["n"]) for h in hits}
 
 
 async def _reinsert(layer: DataLayer, rows: list[Any]) -> None:

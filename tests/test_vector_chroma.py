@@ -19,9 +19,9 @@ from app.errors import BackendUnavailableError, InvalidInputError
 from app.filter_eval import evaluate
 from app.filters import parse_filters
 from app.vector.chroma import ChromaVectorIndex
-from app.vector.chroma_metadata import OPAQUE_PREFIX, PRESENT_PREFIX, restores, translator
-from app.vector.external import JSON_KEY, KEYS_KEY, flatten, to_json, unflatten
-from app.vector.external_filters import normal_form
+from app.vector.chroma.metadata import OPAQUE_PREFIX, PRESENT_PREFIX, restores, translator
+from app.vector.external.filters import normal_form
+from app.vector.external.records import JSON_KEY, KEYS_KEY, flatten, to_json, unflatten
 from app.vector.port import VectorRecord
 from tests.chroma_server import ChromaServer
 from tests.vector_contract import (

@@ -15,8 +15,8 @@ from app.bootstrap import DataLayer
 from app.config import Settings, VectorBackend
 from app.errors import InvalidInputError, NotFoundError, UnsupportedFeatureError
 from app.vector import VectorRecord
-from app.vector.exact import ExactVectorIndex
 from app.vector.factory import AutoVectorIndex, detect_vector_backend
+from app.vector.sql.exact import ExactVectorIndex
 from tests.support import Backend, LayerFactory, Sql
 from tests.vector_contract import (
     COLLECTION,
@@ -258,7 +258,7 @@ def test_an_unset_vector_database_defers_the_choice() -> None:
 
 
 def test_top_k_breaks_ties_by_id() -> None:
-    from app.vector.exact import top_k
+    from app.vector.sql.exact import top_k
 
     scores = np.array([0.5, 0.9, 0.5, 0.9], dtype=np.float32)
     ids = np.array([40, 30, 10, 20])

@@ -17,7 +17,7 @@ from app.errors import InvalidInputError, NotFoundError, UnsupportedFeatureError
 from app.search import fuse, keyword_search
 from app.vector import VectorRecord
 from app.vector.factory import AutoVectorIndex, detect_vector_backend
-from app.vector.pgvector import PgVectorIndex, ef_search, hnsw_index_ddl
+from app.vector.sql.pgvector import PgVectorIndex, ef_search, hnsw_index_ddl
 from tests.support import LayerFactory, Sql
 from tests.vector_contract import (
     COLLECTION,
@@ -267,8 +267,8 @@ async def test_the_search_settings_govern_the_scan_in_the_querys_own_statement(
     ids = await add_chunks(pg_layer.engine, COLLECTION, [chunk_fields(i) for i in range(50)])
     vectors = clustered(50, DIMENSION, seed=4)
     await pg_layer.vector_index.upsert(COLLECTION, records(ids, vectors, [{}] * 50))
-    monkeypatch.setattr("app.vector.pgvector.ef_search", lambda k: 1)
-    monkeypatch.setattr("app.vector.pgvector.ITERATIVE_SCANS", (999,))
+    monkeypatch.setattr("app.vector.sql.pgvector.ef_search", lambda k: 1)
+    monkeypatch.setattr("app.vector.sql.pgvector.ITERATIVE_SCANS", (999,))
     statements: list[str] = []
     sa.event.listen(
         pg_layer.engine.sync_engine,

@@ -17,11 +17,11 @@ from weaviate.collections.filters import _FilterToGRPC
 from app.config import Settings
 from app.errors import InvalidInputError
 from app.filters import parse_filters
-from app.vector.external import flatten
-from app.vector.external_filters import normal_form, plan_filter
+from app.vector.external.filters import normal_form, plan_filter
+from app.vector.external.records import flatten
 from app.vector.port import VectorRecord
 from app.vector.weaviate import WeaviateVectorIndex
-from app.vector.weaviate_schema import (
+from app.vector.weaviate.schema import (
     BASE_PROPERTIES,
     KEYS_PROPERTY,
     NIL_UUID,
@@ -146,7 +146,7 @@ def test_weaviate_needs_a_url() -> None:
 
 
 def test_secrets_never_reach_an_error_message() -> None:
-    from app.vector.weaviate_client import translate_error
+    from app.vector.weaviate.client import translate_error
 
     settings = Settings(
         _env_file=None, weaviate_url="http://localhost:8080", weaviate_api_key="s3cret-key"

@@ -4,7 +4,7 @@
 id in one collection; an upsert's vector as float32 bytes, the rest as JSON), written in the same
 transaction as the entities and deleted once applied to the store; a failed operation keeps its
 attempt count and last error. Types are spelled out here (not imported from
-``app.vector.outbox``) so the revision stays what it was when written.
+``app.vector.outbox.table``) so the revision stays what it was when written.
 
 Revision ID: 0003_vector_outbox
 Revises: 0002_vector_search

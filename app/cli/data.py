@@ -17,7 +17,7 @@ from app.cli.session import Url, fail, out, require_schema, with_layer
 from app.documents import ingest_documents, read_documents, source_id_for
 from app.embedding import default_embedder
 from app.errors import InvalidInputError
-from app.vector.outbox import replay_pending
+from app.vector.outbox.table import replay_pending
 
 if TYPE_CHECKING:
     from app.bootstrap import DataLayer
@@ -47,7 +47,7 @@ def ingest(
 
     async def work(layer: DataLayer) -> IngestReport:
         await require_schema(layer)
-        await replay_pending(layer)
+        await replay_pending(await layer.vector_feed())
         with Progress(
             TextColumn("[bold]{task.description:<10}"),
             BarColumn(),
@@ -101,7 +101,7 @@ def search(
             embedding_model=embedder.model_name if mode != "keyword" else None,
         )
 
-    hits = with_layer(url, work)
+    hits = with_layer(url, work, read_only=True)
     if not hits:
         out.print("no results", highlight=False)
         return

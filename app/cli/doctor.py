@@ -17,10 +17,10 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cli.session import Url, out, resolved_index, with_layer
-from app.config import DEFAULT_CHROMA_PATH, DatabaseType, Settings, mask_url
+from app.config import DatabaseType, Settings, chroma_folder, mask_url, sqlite_file
 from app.embedding import default_embedder
 from app.errors import translate_errors
-from app.vector.outbox import pending_summary
+from app.vector.outbox.table import pending_summary
 from app.vector.port import COLLECTIONS
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ Rows = list[tuple[str, str]]
 
 def doctor(url: Url = None) -> None:
     """Print every detected capability of the configured database and vector backend."""
-    sections = with_layer(url, diagnose)
+    sections = with_layer(url, diagnose, read_only=True)
     for title, rows in sections:
         table = Table(title=title, title_justify="left", show_header=False)
         table.add_column(style="bold")
@@ -122,7 +122,7 @@ async def _dialect_rows(session: AsyncSession, dialect: str, settings: Settings)
 
 
 async def _embedding_columns(session: AsyncSession) -> str:
-    from app.vector.sql_common import embedding_columns
+    from app.vector.sql.common import embedding_columns
 
     parts = []
     for table in COLLECTIONS.values():
@@ -154,8 +154,7 @@ async def vector_rows(layer: DataLayer) -> Rows:
         for name, value in (await describe()).items():
             if name != "backend":
                 rows.append((name, _plain(value)))
-    for collection in COLLECTIONS:
-        rows.append((f"{collection} vectors", str(await index.count(collection))))
+    rows.extend(await store_rows(layer, index))
     if not caps.transactional:
         pending = await pending_summary(layer.engine)
         total = sum(p.count for p in pending)
@@ -165,12 +164,36 @@ async def vector_rows(layer: DataLayer) -> Rows:
     return rows
 
 
+async def store_rows(layer: DataLayer, index: Any) -> Rows:
+    """Per collection, the rows holding a vector and (external store) the store's records, with
+    what to run when they differ; collections of another database the store still holds."""
+    from app.vector.outbox.reconcile import summarize
+
+    feed = await layer.vector_feed()
+    if feed is None:
+        return [(f"{c} vectors", f"{await index.count(c)} (in the rows)") for c in COLLECTIONS]
+    summary = await summarize(feed)
+    rows: Rows = []
+    for collection, (held, stored) in summary.counts.items():
+        note = "" if held == stored else "  DIFFERENT: run `archon-db vectors reconcile --apply`"
+        rows.append((f"{collection} vectors", f"{held} in the rows, {stored} in the store{note}"))
+    if summary.foreign:
+        rows.append((
+            "other collections",
+            f"{', '.join(summary.foreign)}: another database's or an earlier life of this one's "
+            "(never read); `archon-db vectors prune` removes them"
+            + ("; an older version's: `archon-db vectors rebuild --from-store` copies their "
+               "vectors into rows that have none" if summary.legacy else ""),
+        ))  # fmt: skip
+    return rows
+
+
 async def choice_reason(layer: DataLayer) -> str:
     """Why this vector index: configured, or what detection found."""
     settings = layer.settings
     if settings.vector_database is not None:
         return f"VECTOR_DATABASE={settings.vector_database.value} is configured"
-    from app.vector.sql_common import embedding_columns, pgvector_extension
+    from app.vector.sql.common import embedding_columns, pgvector_extension
 
     found: list[str] = []
     if layer.engine.dialect.name == "postgresql":
@@ -186,13 +209,25 @@ async def choice_reason(layer: DataLayer) -> str:
             found.append("pgvector is installed but the embedding columns are float32 blobs")
     else:
         found.append(f"{layer.engine.dialect.name} has no pgvector")
-    if importlib.util.find_spec("chromadb") is not None:
-        where = mask_url(settings.chroma_url) if settings.chroma_url else settings.chroma_path
-        where = where or DEFAULT_CHROMA_PATH
-        found.append(f"chromadb is installed: Chroma at {where}")
+    chroma = importlib.util.find_spec("chromadb") is not None
+    if settings.weaviate_url:
+        found.append(f"WEAVIATE_URL is set: Weaviate at {mask_url(settings.weaviate_url)}")
+    elif chroma and (settings.chroma_url or settings.chroma_path):
+        found.append(f"CHROMA_URL / CHROMA_PATH is set: Chroma at {chroma_folder_or_url(settings)}")
+    elif chroma and sqlite_file(settings.database_url):
+        found.append(f"embedded Chroma beside the database file: {chroma_folder(settings)}")
+    elif chroma:
+        found.append(
+            "a server database gets no implicit Chroma folder (set CHROMA_URL or CHROMA_PATH): "
+            "exact numpy search over SQL blobs"
+        )
     else:
         found.append("chromadb is not installed: exact numpy search over SQL blobs")
     return "; ".join(found)
+
+
+def chroma_folder_or_url(settings: Settings) -> str:
+    return mask_url(settings.chroma_url) if settings.chroma_url else chroma_folder(settings)
 
 
 def embedder_rows() -> Rows:

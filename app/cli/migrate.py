@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -16,11 +16,14 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import migrations
-from app.cli.session import Url, fail, out, settings_for
+from app.cli.session import Url, fail, out, require_database_file, settings_for, with_layer
 from app.config import mask_url
 from app.engines import create_engine_for
 from app.errors import DataLayerError
 from app.migrations import AdoptReport, Severity
+
+if TYPE_CHECKING:
+    from app.bootstrap import DataLayer
 
 EXIT_DIFFERENT = 1
 T = TypeVar("T")
@@ -29,10 +32,15 @@ app = typer.Typer(
     help="Schema migrations (Alembic) and adopting an existing Archon database.",
     no_args_is_help=True,
 )
-def _run(url: str | None, work: Callable[[AsyncEngine], Awaitable[T]]) -> tuple[str, T]:
-    """Run ``work`` on a short-lived engine; the masked URL and the result."""
+def _run(
+    url: str | None, work: Callable[[AsyncEngine], Awaitable[T]], *, read_only: bool = False
+) -> tuple[str, T]:
+    """Run ``work`` on a short-lived engine; the masked URL and the result. ``read_only``: a
+    SQLite file that is not there is an error, never created."""
     settings = settings_for(url)
     database_url = settings.database_url or ""
+    if read_only:
+        require_database_file(settings)
 
     async def main() -> T:
         engine = create_engine_for(database_url, settings)
@@ -71,18 +79,20 @@ def downgrade(
 ) -> None:
     """Revert the migrations down to REVISION."""
 
-    async def work(engine: AsyncEngine) -> str | None:
-        await migrations.downgrade(engine, revision)
-        return await migrations.current(engine)
+    async def work(layer: DataLayer) -> str | None:
+        # Through the layer: an external store drops the collections of an identity that goes.
+        await layer.downgrade(revision)
+        return await migrations.current(layer.engine)
 
-    where, now = _run(url, work)
+    now = with_layer(url, work)
+    where = settings_for(url).safe_database_url
     out.print(f"{where} is at revision {now or '(base)'}", highlight=False)
 
 
 @app.command()
 def current(url: Url = None) -> None:
     """Show the database's revision and the newest one available."""
-    where, revision = _run(url, migrations.current)
+    where, revision = _run(url, migrations.current, read_only=True)
     head = migrations.head()
     state = "up to date" if revision == head else f"head is {head}"
     out.print(f"{where}: {revision or '(none)'} ({state})", highlight=False)
@@ -91,7 +101,7 @@ def current(url: Url = None) -> None:
 @app.command()
 def check(url: Url = None) -> None:
     """List the differences between the models and the database; exit 1 when there are any."""
-    where, differences = _run(url, migrations.check)
+    where, differences = _run(url, migrations.check, read_only=True)
     if not differences:
         out.print(f"{where}: the schema matches the models", highlight=False)
         return

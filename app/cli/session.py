@@ -7,15 +7,18 @@ Exit codes: 0 success; 1 the command ran but left work undone (e.g. vector write
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import exc as sa_exc
 
-from app.config import Settings, mask_url
+from app.config import Settings, mask_url, sqlite_file
 from app.errors import DataLayerError
 
 if TYPE_CHECKING:
@@ -52,11 +55,19 @@ def settings_for(url: str | None) -> Settings:
         fail("; ".join(str(e["msg"]) for e in exc.errors()))
 
 
-def with_layer(url: str | None, work: Callable[[DataLayer], Awaitable[T]]) -> T:
-    """Run ``work`` on a data layer built from the settings, closing it afterwards."""
+def with_layer(
+    url: str | None, work: Callable[[DataLayer], Awaitable[T]], *, read_only: bool = False
+) -> T:
+    """Run ``work`` on a data layer built from the settings, closing it afterwards.
+
+    ``read_only`` commands never create a database: a SQLite file that is not there is an error
+    saying how to make it (a store folder is never made by a read either).
+    """
     from app.bootstrap import bootstrap
 
     settings = settings_for(url)
+    if read_only:
+        require_database_file(settings)
 
     async def main() -> T:
         layer = bootstrap(settings)
@@ -71,6 +82,38 @@ def with_layer(url: str | None, work: Callable[[DataLayer], Awaitable[T]]) -> T:
         fail(str(exc))
     except sa_exc.ArgumentError as exc:  # unknown dialect or driver not installed
         fail(f"{mask_url(settings.database_url or '')}: {exc}")
+
+
+def require_database_file(settings: Settings) -> None:
+    """Fail, naming the path and the command that creates it, when the SQLite file is missing."""
+    path = sqlite_file(settings.database_url)
+    if path is not None and not os.path.exists(path):
+        fail(
+            f"no database at {path}: run `archon-db migrate upgrade` to create it (or set "
+            "DATABASE_URL to an existing database)"
+        )
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar per collection; yields ``advance(collection, done, total)`` (total 0
+    when unknown)."""
+    with Progress(
+        TextColumn("[bold]{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def advance(collection: str, done: int, total: int) -> None:
+            if collection not in tasks:
+                tasks[collection] = progress.add_task(f"{description} {collection}", total=None)
+            progress.update(tasks[collection], completed=done, total=total or None)
+
+        yield advance
 
 
 async def require_schema(layer: DataLayer) -> None:

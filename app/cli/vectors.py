@@ -1,7 +1,12 @@
-"""``archon-db vectors``: replay the outbox (``sync``), show the index (``status``), add a length.
+"""``archon-db vectors``: keep an external store level with the rows, show it, add a length.
 
-Exit codes: 0 success; 1 ``sync`` left operations pending (the store refused or is still down);
-2 an error.
+``sync`` replays the outbox, ``status`` shows rows against store records, ``reconcile`` compares
+them vector by vector (``--apply`` repairs), ``rebuild`` recreates the store from the rows
+(``--from-store`` first copies an older version's store into the rows), ``prune`` removes other
+databases' collections, ``add-dimension`` makes room for a new embedding length.
+
+Exit codes: 0 success; 1 ``sync`` left operations pending, or ``reconcile`` found differences it
+did not repair; 2 an error.
 """
 
 from __future__ import annotations
@@ -11,16 +16,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
+from app.cli.doctor import store_rows
 from app.cli.session import (
     EXIT_PENDING,
     Url,
     fail,
     out,
+    progress_bar,
     require_schema,
     resolved_index,
     with_layer,
 )
-from app.vector.outbox import PendingSummary, pending_summary, replay_pending
+from app.vector.outbox.reconcile import CollectionCheck, RebuildReport, summarize
+from app.vector.outbox.table import PendingSummary, pending_summary, replay_pending
 from app.vector.port import COLLECTIONS
 
 if TYPE_CHECKING:
@@ -55,7 +63,7 @@ def sync(url: Url = None) -> None:
 
     async def work(layer: DataLayer) -> tuple[int, list[PendingSummary]]:
         await require_schema(layer)
-        report = await replay_pending(layer)
+        report = await replay_pending(await layer.vector_feed())
         return report.applied, await pending_summary(layer.engine)
 
     applied, pending = with_layer(url, work)
@@ -69,23 +77,128 @@ def sync(url: Url = None) -> None:
 
 @app.command()
 def status(url: Url = None) -> None:
-    """Show the vector index in use, its collections and any pending outbox operations."""
+    """Show the vector index in use, per collection the rows holding a vector and the store's
+    records (a warning when they differ), and any pending outbox operations."""
 
-    async def work(layer: DataLayer) -> tuple[Any, dict[str, Any], list[PendingSummary]]:
+    async def work(layer: DataLayer) -> tuple[Any, list[tuple[str, str]], list[PendingSummary]]:
+        await require_schema(layer)
         index = await resolved_index(layer)
-        counts = {c: await index.count(c) for c in COLLECTIONS}
-        return index, counts, await pending_summary(layer.engine)
+        return index, await store_rows(layer, index), await pending_summary(layer.engine)
 
-    index, counts, pending = with_layer(url, work)
+    index, rows, pending = with_layer(url, work, read_only=True)
     caps = index.capabilities
-    mode = "transactional" if caps.transactional else "through the outbox"
-    out.print(f"vector index: {caps.name} (writes {mode})", highlight=False)
-    for collection, count in counts.items():
-        out.print(f"  {collection}: {count} vector(s)", highlight=False)
+    mode = "in the rows" if caps.transactional else "in the rows, copied to the store"
+    out.print(f"vector index: {caps.name} (vectors {mode})", highlight=False)
+    for name, value in rows:
+        style = "bold yellow" if "DIFFERENT" in value or name == "other collections" else None
+        out.print(f"  {name}: {value}", highlight=False, style=style)
     if pending:
         out.print(pending_table(pending))
     else:
         out.print("no pending vector operations", highlight=False)
+
+
+@app.command()
+def reconcile(
+    apply: Annotated[bool, typer.Option("--apply", help="Repair what differs.")] = False,
+    url: Url = None,
+) -> None:
+    """Compare the external store with the rows, vector by vector: orphans (no row), missing
+    (not in the store) and stale (a different vector). Exit 1 when they differ and --apply was
+    not given."""
+
+    async def work(layer: DataLayer) -> list[CollectionCheck]:
+        await require_schema(layer)
+        with progress_bar("comparing") as advance:
+            return await layer.reconcile_vectors(apply=apply, on_progress=advance)
+
+    checks = with_layer(url, work, read_only=not apply)
+    table = Table(title="Vector store against the rows")
+    for column in ("collection", "rows", "store", "orphans", "missing", "stale", "repaired"):
+        table.add_column(column, justify="left" if column == "collection" else "right")
+    for c in checks:
+        table.add_row(c.collection, *(str(n) for n in (
+            c.rows, c.stored, c.orphans, c.missing, c.stale, c.repaired)))  # fmt: skip
+    out.print(table)
+    if all(c.level for c in checks):
+        out.print("the store is level with the rows", highlight=False)
+    elif apply:
+        out.print("repaired: the store now holds what the rows hold", highlight=False)
+    else:
+        out.print("the store differs: run `archon-db vectors reconcile --apply`", highlight=False)
+        raise typer.Exit(EXIT_PENDING)
+
+
+@app.command()
+def rebuild(
+    collection: Annotated[
+        str | None, typer.Argument(help="crawled_pages or code_examples (default both).")
+    ] = None,
+    from_store: Annotated[
+        bool,
+        typer.Option(
+            "--from-store",
+            help="First copy the vectors of a store written by an older version (collections "
+            "not named by the database) into the rows that hold none.",
+        ),
+    ] = False,
+    url: Url = None,
+) -> None:
+    """Recreate the external store from the rows (empty, new, deleted or broken store)."""
+    if collection is not None and collection not in COLLECTIONS:
+        fail(f"unknown collection {collection!r}; use one of {sorted(COLLECTIONS)}")
+
+    async def work(layer: DataLayer) -> list[RebuildReport]:
+        await require_schema(layer)
+        with progress_bar("rebuilding") as advance:
+            return await layer.rebuild_vectors(
+                collection, from_store=from_store, on_progress=advance
+            )
+
+    reports = with_layer(url, work)
+    for report in reports:
+        if report.moved_aside:
+            out.print(f"the store could not be used; moved it to {report.moved_aside}")
+            break
+    for report in reports:
+        lengths = ", ".join(map(str, report.dimensions)) or "none"
+        out.print(
+            f"{report.collection}: {report.records} vector(s) written (lengths: {lengths})",
+            highlight=False,
+        )
+
+
+@app.command()
+def prune(
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
+    url: Url = None,
+) -> None:
+    """Remove the store's collections that are not this database's (another database's, an
+    earlier life of this one, an older version's). On a store several databases share, those
+    are the other databases' own: say --yes only when they are gone."""
+
+    async def names(layer: DataLayer) -> list[str]:
+        feed = await layer.vector_feed()
+        if feed is None:
+            return []
+        await summarize(feed)  # names the store's collections by this database
+        return list(await feed.store.foreign())
+
+    found = with_layer(url, names, read_only=True)
+    if not found:
+        out.print("the store holds no other collections", highlight=False)
+        return
+    out.print("not this database's: " + ", ".join(found), highlight=False)
+    if not yes and not typer.confirm("delete them?", default=False):
+        raise typer.Exit(EXIT_PENDING)
+
+    async def drop(layer: DataLayer) -> None:
+        feed = await layer.vector_feed()
+        assert feed is not None
+        await feed.store.drop_foreign(found)
+
+    with_layer(url, drop)
+    out.print(f"removed {len(found)} collection(s)", highlight=False)
 
 
 @app.command("add-dimension")

@@ -35,7 +35,7 @@ from app.repositories.paging import (
 )
 from app.repositories.rows import attach, attach_written, entity_rows
 from app.repositories.sql_filters import compile_filters, compile_node
-from app.repositories.state import FAILED, check_usable, mark_failed
+from app.repositories.state import FAILED, check_usable, mark_failed, note_deleted
 from app.repositories.validation import ModelColumns, columns_of, validator_for
 
 T = TypeVar("T")
@@ -430,6 +430,7 @@ class SqlAlchemyRepository(Generic[T]):
     ) -> int:
         async with self._single("deleting"):
             result = await self.session.execute(sa.delete(self.table).where(where))
+        note_deleted(self.session, self.table.name)
         self._forget(matches)
         return int(result.rowcount)  # type: ignore[attr-defined]
 

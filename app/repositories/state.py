@@ -13,6 +13,16 @@ from typing import Any
 from app.errors import DataLayerError
 
 FAILED = "archon_failed"
+# Chunk rows (or a source, whose chunks go with it) were deleted: an external vector store has
+# deletes queued by the database's triggers to apply after the commit.
+ROWS_DELETED = "archon_rows_deleted"
+VECTOR_TABLES = frozenset({"archon_sources", "archon_crawled_pages", "archon_code_examples"})
+
+
+def note_deleted(session: Any, table: str) -> None:
+    """Remember that rows of ``table`` were deleted, if vectors may have gone with them."""
+    if table in VECTOR_TABLES:
+        session.info[ROWS_DELETED] = True
 
 
 def failed_message(action: str) -> str:

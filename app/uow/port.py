@@ -74,3 +74,15 @@ class UnitOfWork(Protocol):
     def savepoint(self) -> AbstractAsyncContextManager[None]:
         """A nested transaction: an exception inside rolls back only the nested work."""
         ...
+
+
+class UnitsOfWork(Protocol):
+    """What ingestion and search need of the data layer: its Units of Work, engines and index."""
+
+    vector_index: Any
+    engine: Any
+    read_engines: list[Any]
+
+    def uow(self, *, read_only: bool = False, isolation_level: str | None = None) -> Any:
+        """A new Unit of Work; ``read_only`` ones may be served by a read replica."""
+        ...

@@ -22,7 +22,7 @@ from app.errors import (
     translate_errors,
 )
 from app.repositories.lease import LEASE, Lease, LeasingSession, connected
-from app.repositories.state import FAILED, check_usable, failed_message
+from app.repositories.state import FAILED, ROWS_DELETED, check_usable, failed_message
 
 if TYPE_CHECKING:
     from app.crypto import CredentialCipher
@@ -151,14 +151,21 @@ class SqlAlchemyUnitOfWork:
             await self._rolled_back(session)
             raise
         hooks, self._after_commit = self._after_commit, []
+        deleted = session.info.pop(ROWS_DELETED, False)
         for hook in hooks:
             await hook()
+        if deleted and self._vector_binder is not None:
+            # Rows went (a cascade, a repository, ingest): an external store drops their vectors.
+            drain = getattr(self.vectors, "drain_deleted", None)
+            if drain is not None:
+                await drain()
 
     async def rollback(self) -> None:
         """Discard the transaction's writes; the Unit of Work stays usable."""
         self._after_commit.clear()
         session = self.session
         session.info.pop(FAILED, None)
+        session.info.pop(ROWS_DELETED, None)
         await self._rolled_back(session)
 
     @staticmethod
@@ -184,8 +191,10 @@ class SqlAlchemyUnitOfWork:
                 yield
 
     def after_commit(self, hook: AfterCommit) -> None:
-        """Run ``hook`` once this transaction has committed (never after a rollback)."""
-        self._after_commit.append(hook)
+        """Run ``hook`` once this transaction has committed (never after a rollback); a hook
+        already waiting is not added twice."""
+        if hook not in self._after_commit:
+            self._after_commit.append(hook)
 
     @cached_property
     def vectors(self) -> Any:

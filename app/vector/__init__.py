@@ -1,7 +1,7 @@
 """Vector search: the VectorIndex port, its value types and (in submodules) the adapters.
 
-Adapters are imported from their own modules (``app.vector.pgvector``, ``app.vector.chroma``,
-``app.vector.weaviate``, ``app.vector.exact``) so that importing this package loads no SDK.
+Adapters are imported from their own modules (``app.vector.sql.pgvector``, ``app.vector.chroma``,
+``app.vector.weaviate``, ``app.vector.sql.exact``) so that importing this package loads no SDK.
 """
 
 from app.vector.port import (

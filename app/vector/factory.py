@@ -2,8 +2,14 @@
 
 Unset, the choice is made on first use (the database may not be migrated yet when the layer is
 built, and building it does no I/O): pgvector when the ``vector`` extension is installed in the
-database and the embedding columns are pgvector's, else Chroma when ``chromadb`` is importable,
-else the exact numpy index. The choice is logged, and ``AutoVectorIndex.resolve()`` tells it.
+database and the embedding columns are pgvector's; else Weaviate when ``WEAVIATE_URL`` is set,
+Chroma when ``CHROMA_URL`` or ``CHROMA_PATH`` is; else, on a SQLite file, embedded Chroma in a
+folder beside it (when ``chromadb`` is installed); else the exact numpy index. A server database
+never gets an implicit embedded folder: several hosts may share it, the folder would be one
+host's. The choice is logged, and ``AutoVectorIndex.resolve()`` tells it.
+
+Chroma and Weaviate are fed from the rows (``app.vector.outbox``): a Unit of Work's view of them
+writes the vectors into the rows and the store's copies through the outbox.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.config import Settings, VectorBackend
+from app.config import Settings, VectorBackend, sqlite_file
 from app.errors import UnsupportedFeatureError
 from app.vector.port import Metric, RecordId, VectorHit, VectorIndex, VectorRecord
 
@@ -39,11 +45,11 @@ def build_vector_index(
                 f"VECTOR_DATABASE=pgvector needs PostgreSQL; this database is "
                 f"{engine.dialect.name}: use exact, chroma or weaviate"
             )
-        from app.vector.pgvector import PgVectorIndex
+        from app.vector.sql.pgvector import PgVectorIndex
 
         return PgVectorIndex(engine)
     if backend is VectorBackend.EXACT:
-        from app.vector.exact import ExactVectorIndex
+        from app.vector.sql.exact import ExactVectorIndex
 
         return ExactVectorIndex(engine)
     if backend is VectorBackend.CHROMA:
@@ -55,11 +61,10 @@ def build_vector_index(
     return WeaviateVectorIndex(settings)
 
 
-async def detect_vector_backend(engine: AsyncEngine) -> VectorBackend:
-    """pgvector if the database has it (with pgvector columns), else chroma if installed, else
-    exact."""
+async def detect_vector_backend(engine: AsyncEngine, settings: Settings) -> VectorBackend:
+    """The index ``VECTOR_DATABASE`` unset stands for (see the module docstring)."""
     if engine.dialect.name == "postgresql":
-        from app.vector.sql_common import embedding_columns, pgvector_extension
+        from app.vector.sql.common import embedding_columns, pgvector_extension
 
         async with AsyncSession(engine) as session:
             extension = await pgvector_extension(session)
@@ -67,24 +72,38 @@ async def detect_vector_backend(engine: AsyncEngine) -> VectorBackend:
         # Before the first migration there are no columns yet: they will be pgvector's.
         if extension is not None and all("vector" in kind for kind in columns.values()):
             return VectorBackend.PGVECTOR
-    if importlib.util.find_spec("chromadb") is not None:
+    if settings.weaviate_url:
+        return VectorBackend.WEAVIATE
+    chroma = importlib.util.find_spec("chromadb") is not None
+    if chroma and (settings.chroma_url or settings.chroma_path):
+        return VectorBackend.CHROMA
+    if chroma and sqlite_file(settings.database_url) is not None:
         return VectorBackend.CHROMA
     return VectorBackend.EXACT
 
 
-def unit_of_work_binder(index: Any) -> Callable[[Any], Any]:
+def store_feed(index: Any, engine: AsyncEngine) -> Any | None:
+    """The feed of an external store (``app.vector.outbox.feed``); None for a SQL index."""
+    if index is None or index.capabilities.transactional:
+        return None
+    from app.vector.outbox.feed import feed_for
+
+    return feed_for(index, engine)
+
+
+def unit_of_work_binder(index: Any, engine: AsyncEngine) -> Callable[[Any], Any]:
     """How a Unit of Work gets its view of ``index``.
 
-    Transactional indexes bind to the Unit of Work's session (``index.bind(uow)``); the others
-    write through the outbox (``app.vector.outbox``), applied after the commit.
+    Transactional indexes bind to the Unit of Work's session (``index.bind(uow)``); external
+    stores are fed from the rows (``app.vector.outbox``), their copies applied after the commit.
     """
 
     def bind(uow: Any) -> Any:
         if isinstance(index, AutoVectorIndex) or index.capabilities.transactional:
             return index.bind(uow)
-        from app.vector.outbox import bind_outbox
-
-        return bind_outbox(index, uow)
+        feed = store_feed(index, engine)
+        assert feed is not None
+        return feed.bind(uow)
 
     return bind
 
@@ -100,7 +119,7 @@ class AutoVectorIndex:
     async def resolve(self) -> Any:
         """The concrete index (detected once, logged)."""
         if self._chosen is None:
-            backend = await detect_vector_backend(self.engine)
+            backend = await detect_vector_backend(self.engine, self.settings)
             log.info(
                 "VECTOR_DATABASE is unset: using %s (detected on %s)",
                 backend.value,
@@ -182,8 +201,15 @@ class _LazyBound:
 
     async def _target(self) -> Any:
         if self._view is None:
-            self._view = unit_of_work_binder(await self._auto.resolve())(self._uow)
+            index = await self._auto.resolve()
+            self._view = unit_of_work_binder(index, self._auto.engine)(self._uow)
         return self._view
+
+    async def drain_deleted(self) -> None:
+        """The chosen index's, when it feeds an external store."""
+        drain = getattr(await self._target(), "drain_deleted", None)
+        if drain is not None:
+            await drain()
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -193,3 +219,10 @@ class _LazyBound:
             return await getattr(await self._target(), name)(*args, **kwargs)
 
         return call
+
+
+async def concrete_view(view: Any) -> Any:
+    """A Unit of Work's view of the index, resolved when the index is chosen on first use."""
+    if isinstance(view, _LazyBound):
+        return await view._target()
+    return view

@@ -12,7 +12,7 @@ COLLECTION = f"archon_crawled_pages_{DIMENSION}"
 
 
 def _hnsw() -> dict[str, Any]:
-    from app.vector.chroma_store import HNSW
+    from app.vector.chroma.store import HNSW
 
     return {"space": "cosine", **HNSW}
 

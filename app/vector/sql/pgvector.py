@@ -24,7 +24,8 @@ from app.filters import OPERATORS
 from app.repositories import driver
 from app.repositories.rows import entity_rows
 from app.vector.port import VectorCapabilities, VectorHit, collection_table
-from app.vector.sql_common import (
+from app.vector.sql.base import SqlVectorIndex
+from app.vector.sql.common import (
     ENTITIES,
     MAX_DIMENSION,
     embedding_column,
@@ -33,7 +34,6 @@ from app.vector.sql_common import (
     quote_identifier,
     register_pgvector,
 )
-from app.vector.sql_index import SqlVectorIndex
 
 VECTOR_INDEX_LIMIT = 2000  # pgvector's HNSW limit for ``vector``
 HALFVEC_INDEX_LIMIT = 4000  # and for ``halfvec``

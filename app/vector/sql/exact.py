@@ -24,7 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.errors import DataLayerError, InvalidInputError, translate_errors
 from app.filters import OPERATORS
 from app.vector.port import VectorCapabilities, VectorHit, collection_table
-from app.vector.sql_common import (
+from app.vector.sql.base import SqlVectorIndex
+from app.vector.sql.common import (
     ENTITIES,
     HIT_FIELDS,
     MAX_DIMENSION,
@@ -34,7 +35,6 @@ from app.vector.sql_common import (
     quote_identifier,
     register_pgvector,
 )
-from app.vector.sql_index import SqlVectorIndex
 
 VERSIONS_TABLE = "archon_vector_versions"
 _BLOB_TYPES = {"postgresql": "bytea", "mysql": "LONGBLOB", "mariadb": "LONGBLOB", "sqlite": "BLOB"}

@@ -19,8 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from app.vector.external import FlatMetadata, Scalar, to_json
-from app.vector.external_filters import Translator
+from app.vector.external.filters import Translator
+from app.vector.external.records import FlatMetadata, Scalar, to_json
 from app.vector.port import VectorRecord
 
 KEYS_PROPERTY = "archon_keys"

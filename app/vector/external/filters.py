@@ -17,7 +17,7 @@ from datetime import date, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from app.filters import And, Comparison, Node, Not, Or
-from app.vector.external import Scalar, is_number, plain_value
+from app.vector.external.records import Scalar, is_number, plain_value
 
 W = TypeVar("W")
 

@@ -6,14 +6,18 @@ Everything here is synchronous (Chroma's client is) and runs in a worker thread;
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from app.errors import BackendUnavailableError, DataLayerError, InvalidInputError, scrub
-from app.vector.chroma_metadata import (
+from app.vector.chroma.metadata import (
     FLAGS_LAYOUT,
     LAYOUT_KEY,
     ChromaDialect,
@@ -21,10 +25,11 @@ from app.vector.chroma_metadata import (
     stored_metadata,
     uses_flags,
 )
-from app.vector.external import ARCHON_DIMENSIONS, PreparedGroup
-from app.vector.port import collection_table
+from app.vector.external.records import ARCHON_DIMENSIONS, PreparedGroup
+from app.vector.port import COLLECTIONS, collection_table
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 SPACES: dict[str, str] = {"cosine": "cosine", "l2": "l2", "inner_product": "ip"}
 MAX_DIMENSION = 65536
 # Above Chroma's defaults (100 / 100 / 16): recall@10 stays >= 0.95 on filtered searches.
@@ -42,6 +47,19 @@ class ChromaStore:
         self._collections: dict[str, Any] = {}
         self._dims: dict[str, dict[int, str]] = {}
         self._batch_size: int | None = None
+        self.namespace: str | None = None
+
+    def use_namespace(self, namespace: str | None) -> None:
+        """Name collections for the database whose identity gives ``namespace`` from now on."""
+        if namespace != self.namespace:
+            self._collections.clear()
+            self._dims.clear()
+            self.namespace = namespace
+
+    @property
+    def present(self) -> bool:
+        """Whether the store exists (a server, or an embedded folder): reads never create one."""
+        return bool(self.url) or self._client is not None or os.path.isdir(self.path)
 
     def client(self) -> Any:
         """The Chroma client, created on first use."""
@@ -69,6 +87,35 @@ class ChromaStore:
         except ValueError as exc:  # the client says "could not connect" with a ValueError
             raise ConnectionError(str(exc)) from exc
 
+    def release(self, *, hard: bool = False) -> None:
+        """Close the client. ``hard``: also stop the embedded system Chroma caches by path, for
+        every client of this process (a folder about to be moved)."""
+        client, self._client = self._client, None
+        self.forget()
+        closers = [getattr(client, "close", None)]
+        if hard and not self.url:
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            system = SharedSystemClient._identifier_to_system.pop(self.path, None)
+            SharedSystemClient._identifier_to_refcount.pop(self.path, None)
+            closers.append(getattr(system, "stop", None))
+        for closing in closers:
+            if closing is None:
+                continue
+            try:
+                closing()
+            except Exception as exc:  # a broken store may fail to close; it is let go anyway
+                log.info("closing the Chroma store at %s: %s", self.path, scrub(str(exc)))
+
+    def quarantine(self) -> str | None:
+        """Move an embedded store's folder aside (``<folder>.broken-<time>``); None for a server."""
+        if self.url or not os.path.isdir(self.path):
+            return None
+        self.release(hard=True)
+        target = f"{self.path}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.rename(self.path, target)
+        return target
+
     def forget(self) -> None:
         """Drop the client and every cached collection."""
         self._collections.clear()
@@ -83,10 +130,18 @@ class ChromaStore:
             self._batch_size = max(int(self.client().get_max_batch_size()), 1)
         return self._batch_size
 
-    @staticmethod
-    def name_for(collection: str, dimension: int) -> str:
+    def name_for(self, collection: str, dimension: int) -> str:
         """The Chroma collection holding ``collection``'s vectors of ``dimension``."""
-        return f"archon_{collection}_{dimension}"
+        suffix = f"_{self.namespace}" if self.namespace else ""
+        return f"archon_{collection}_{dimension}{suffix}"
+
+    def _dimension_of(self, collection: str, name: str, namespace: str | None) -> int | None:
+        """The dimension a collection name stands for under ``namespace``, or None."""
+        prefix = f"archon_{collection}_"
+        rest = name[len(prefix) :] if name.startswith(prefix) else ""
+        pattern = rf"([0-9]+)_{namespace}" if namespace else "([0-9]+)"
+        match = re.fullmatch(pattern, rest)
+        return int(match.group(1)) if match else None
 
     def existing(self, collection: str, dimension: int | None = None) -> dict[int, str]:
         """Dimension -> metric of ``collection``'s Chroma collections (re-read on a miss)."""
@@ -94,15 +149,72 @@ class ChromaStore:
         known = self._dims.get(collection)
         if known is not None and (dimension is None or dimension in known):
             return known
-        prefix = f"archon_{collection}_"
+        if not self.present:
+            return {}
         found: dict[int, str] = {}
         for item in self.client().list_collections():
             name = getattr(item, "name", item)
-            suffix = name[len(prefix) :] if name.startswith(prefix) else ""
-            if suffix.isdigit():
+            found_dimension = self._dimension_of(collection, name, self.namespace)
+            if found_dimension is not None:
                 metric = (getattr(item, "metadata", None) or {}).get("archon_metric", "cosine")
-                found[int(suffix)] = metric
+                found[found_dimension] = metric
         self._dims[collection] = found
+        return found
+
+    def names(self) -> list[str]:
+        """Every ``archon_`` collection in the store (ours, legacy or another database's)."""
+        if not self.present:
+            return []
+        names = (getattr(c, "name", c) for c in self.client().list_collections())
+        return sorted(name for name in names if name.startswith("archon_"))
+
+    def foreign(self) -> list[str]:
+        """The ``archon_`` collections that are not this database's (never read)."""
+        ours = {self.name_for(c, d) for c in COLLECTIONS for d in self.existing(c)}
+        return [name for name in self.names() if name not in ours]
+
+    def legacy(self, collection: str) -> dict[int, Any]:
+        """Dimension -> collection written before collections were named by the database."""
+        found = {}
+        for name in self.names():
+            dimension = self._dimension_of(collection, name, None)
+            if dimension is not None:
+                found[dimension] = self.client().get_collection(name, embedding_function=None)
+        return found
+
+    def drop(self, collection: str) -> dict[int, str]:
+        """Delete this database's collections of ``collection``; dimension -> metric they had."""
+        dropped = dict(self.existing(collection))
+        for dimension in dropped:
+            name = self.name_for(collection, dimension)
+            self.client().delete_collection(name)
+            self._collections.pop(name, None)
+        self._dims.pop(collection, None)
+        return dropped
+
+    def drop_names(self, names: Sequence[str]) -> None:
+        """Delete these collections (``foreign`` ones, when pruning)."""
+        for name in names:
+            self.client().delete_collection(name)
+        self._collections.clear()
+        self._dims.clear()
+
+    def stored_ids(self, collection: str, dimension: int) -> list[str]:
+        """The ids held in the collection of ``dimension``."""
+        col = self.collection(collection, dimension, create=False)
+        if col is None:
+            return []
+        return [id_ for id_, _ in self.scan(col, None, include=[])]
+
+    def stored_vectors(self, collection: str, dimension: int, ids: Sequence[str]) -> dict:
+        """id -> stored vector (float32) of those ``ids`` the collection holds."""
+        col = self.collection(collection, dimension, create=False)
+        found: dict[str, Any] = {}
+        if col is None:
+            return found
+        for batch in batches(list(ids), self.batch_size):
+            got = col.get(ids=list(batch), include=["embeddings"])
+            found.update(zip(got["ids"], got["embeddings"], strict=True))
         return found
 
     def metric(self, collection: str, dimension: int) -> str | None:
@@ -201,26 +313,29 @@ class ChromaStore:
         """The ``where`` dialect of the collection's layout."""
         return ChromaDialect(uses_flags(col.metadata))
 
-    def scan(self, col: Any, where: Where | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    def scan(
+        self, col: Any, where: Where | None, include: Sequence[str] = ("metadatas",)
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """(id, stored metadata) of every record ``where`` selects, page by page."""
         page, offset = self.batch_size, 0
         while True:
-            got = col.get(where=where, include=["metadatas"], limit=page, offset=offset)
-            yield from zip(got["ids"], (m or {} for m in got["metadatas"]), strict=True)
+            got = col.get(where=where, include=list(include), limit=page, offset=offset)
+            metadatas = got.get("metadatas") or [None] * len(got["ids"])
+            yield from zip(got["ids"], (m or {} for m in metadatas), strict=True)
             if len(got["ids"]) < page:
                 return
             offset += page
 
     def describe(self) -> dict[str, Any]:
+        if not self.present:
+            return {"collections": {}, "missing": f"no store folder at {self.path} yet"}
         client = self.client()
-        names = [getattr(c, "name", c) for c in client.list_collections()]
         return {
             "server version": client.get_version(),
             "max batch size": client.get_max_batch_size(),
             "collections": {
                 name: client.get_collection(name, embedding_function=None).count()
-                for name in sorted(names)
-                if name.startswith("archon_")
+                for name in self.names()
             },
         }
 

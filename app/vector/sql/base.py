@@ -34,7 +34,7 @@ from app.vector.port import (
     VectorRecord,
     collection_table,
 )
-from app.vector.sql_common import (
+from app.vector.sql.common import (
     ENTITIES,
     ENTITIES_BY_TABLE,
     HIT_FIELDS,
@@ -48,7 +48,7 @@ from app.vector.sql_common import (
     row_ids,
     sql_filter,
 )
-from app.vector.vector_writes import update_vectors
+from app.vector.sql.writes import update_vectors
 
 _ID_BATCH = 1000
 

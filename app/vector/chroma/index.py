@@ -11,8 +11,8 @@ Filters: every operator of the filter language, with SQL's three-valued logic, e
 can express (eq, ne, numeric ranges, in, not_in, is_null, containment of scalars and arrays, and/or/
 not) becomes a Chroma ``where``; the rest (like, ilike, ranges on text, containment of empty or
 nested values) is evaluated in Python over the candidates' stored metadata, and the search runs
-among the matching ids only (see ``app.vector.external_filters``; how records are stored:
-``app.vector.chroma_metadata``). Chroma cannot join a SQL transaction: a Unit of Work writes
+among the matching ids only (see ``app.vector.external.filters``; how records are stored:
+``app.vector.chroma.metadata``). Chroma cannot join a SQL transaction: a Unit of Work writes
 through the outbox (``bind``). Chroma's client is synchronous, so every call runs in a worker
 thread.
 """
@@ -21,16 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
-from app.config import DEFAULT_CHROMA_PATH, Settings, mask_url
+from app.config import Settings, chroma_folder, mask_url
 from app.errors import InvalidInputError
 from app.filter_eval import evaluate
 from app.filters import OPERATORS, Node, parse_filters
-from app.vector.chroma_metadata import Where, metadata_of
-from app.vector.chroma_store import MAX_DIMENSION, SPACES, ChromaStore, batches
-from app.vector.external import (
+from app.vector.chroma.metadata import Where, metadata_of
+from app.vector.chroma.store import MAX_DIMENSION, SPACES, ChromaStore, batches
+from app.vector.external.filters import FilterPlan, Translator, plan_filter, with_model
+from app.vector.external.records import (
     ARCHON_DIMENSIONS,
     ID_KEY,
     PreparedGroup,
@@ -38,7 +39,6 @@ from app.vector.external import (
     checked_matrix,
     prepare_group,
 )
-from app.vector.external_filters import FilterPlan, Translator, plan_filter, with_model
 from app.vector.port import (
     Metric,
     RecordId,
@@ -48,10 +48,8 @@ from app.vector.port import (
     collection_table,
 )
 
-if TYPE_CHECKING:
-    from app.vector.outbox_uow import OutboxVectorIndex
-
 T = TypeVar("T")
+Legacy = tuple[Any, Any, dict[str, Any]]  # id, vector, metadata
 
 
 class ChromaVectorIndex:
@@ -69,20 +67,12 @@ class ChromaVectorIndex:
 
     def __init__(self, settings: Settings, *, client: Any = None) -> None:
         self.settings = settings
-        self.store = ChromaStore(
-            settings.chroma_url, settings.chroma_path or DEFAULT_CHROMA_PATH, client
-        )
+        self.store = ChromaStore(settings.chroma_url, chroma_folder(settings), client)
 
     @property
     def location(self) -> str:
         """Where the vectors live, safe to print."""
         return mask_url(self.store.url) if self.store.url else self.store.path
-
-    def bind(self, uow: Any) -> OutboxVectorIndex:
-        """A Unit of Work's view: writes go to the outbox and are applied after commit."""
-        from app.vector.outbox import bind_outbox
-
-        return bind_outbox(self, uow)
 
     async def ensure_collection(
         self, collection: str, dimension: int, metric: Metric = "cosine"
@@ -150,6 +140,63 @@ class ChromaVectorIndex:
         """Dimension -> metric of the Chroma collections that exist for ``collection``."""
         return dict(await self._run("listing collections", self.store.existing, collection))
 
+    # -- a store derived from the rows (``app.vector.outbox``) -------------------------------
+
+    def use_namespace(self, namespace: str | None) -> None:
+        """Read and write the collections of the database whose identity gives ``namespace``."""
+        self.store.use_namespace(namespace)
+
+    async def stored_ids(self, collection: str, dimension: int) -> list[str]:
+        """The ids held for ``dimension``."""
+        return await self._run("listing ids", self.store.stored_ids, collection, dimension)
+
+    async def stored_vectors(
+        self, collection: str, dimension: int, ids: Sequence[str]
+    ) -> dict[str, Any]:
+        """id -> stored vector of those ``ids`` held for ``dimension``."""
+        return await self._run(
+            "reading vectors", self.store.stored_vectors, collection, dimension, list(ids)
+        )
+
+    async def drop(self, collection: str) -> dict[int, str]:
+        """Delete this database's collections of ``collection``; dimension -> metric they had."""
+        return await self._run("dropping collections", self.store.drop, collection)
+
+    async def foreign(self) -> list[str]:
+        """Collections of another database, or of an earlier life of this one (never read)."""
+        return await self._run("listing collections", self.store.foreign)
+
+    async def drop_foreign(self, names: Sequence[str]) -> None:
+        """Delete these collections (from ``foreign``)."""
+        await self._run("dropping collections", self.store.drop_names, list(names))
+
+    async def legacy_pages(self, collection: str) -> AsyncIterator[tuple[int, list[Legacy]]]:
+        """(dimension, [(id, vector, metadata), ...]) pages of what was held before collections
+        were named by the database: what ``vectors rebuild --from-store`` copies into the rows."""
+        found = await self._run("listing the old collections", self.store.legacy, collection)
+        for dimension, col in found.items():
+            offset = 0
+            while True:
+                page = await self._run("reading the old collections", self._legacy, col, offset)
+                if page:
+                    yield dimension, page
+                if len(page) < self.store.batch_size:
+                    break
+                offset += len(page)
+
+    def _legacy(self, col: Any, offset: int) -> list[Legacy]:
+        got = col.get(include=["embeddings", "metadatas"], limit=self.store.batch_size,
+                      offset=offset)  # fmt: skip
+        return [
+            ((meta or {}).get(ID_KEY, id_), vector, metadata_of(meta or {}))
+            for id_, vector, meta in zip(got["ids"], got["embeddings"], got["metadatas"],
+                                         strict=True)
+        ]  # fmt: skip
+
+    async def quarantine(self) -> str | None:
+        """Move an embedded store that cannot be used aside; where it went (None: a server)."""
+        return await asyncio.to_thread(self.store.quarantine)
+
     async def describe(self) -> dict[str, Any]:
         """What ``archon-db doctor`` prints about this store."""
         found = await self._run("describing the store", self.store.describe)
@@ -157,8 +204,8 @@ class ChromaVectorIndex:
         return {"backend": "chroma", "mode": mode, "location": self.location, **found}
 
     async def aclose(self) -> None:
-        """Forget the client (Chroma's clients hold no connection that needs closing)."""
-        self.store.forget()
+        """Close the client (an embedded one lets go of its folder)."""
+        await asyncio.to_thread(self.store.release)
 
     # -- synchronous internals, run in a worker thread ---------------------------------------
 

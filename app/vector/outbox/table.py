@@ -1,44 +1,37 @@
-"""The vector outbox: writes to stores that cannot join a SQL transaction (Chroma, Weaviate).
+"""The vector outbox: what an external store (Chroma, Weaviate) still has to be told, by row id.
 
-``uow.vectors.upsert`` / ``delete`` on such a store (``app.vector.outbox_uow``) validate the
-vectors, then only insert rows into ``archon_vector_outbox`` through the Unit of Work's own
-session: they commit or roll back with the entities. A row holds the record's id, metadata and
-document as JSON (``payload``) and its vector as float32 bytes (``vector``). After the commit a
-hook applies what that Unit of Work recorded, from memory (``outbox_uow``); ``drain`` applies
-what the rows hold. Per record id only the newest operation counts (an upsert replaces the whole
-record, a delete of a missing id is fine), so applying is idempotent and replays converge. Applied
-rows are deleted; an operation the store refused or could not take stays, with its attempt count and
-last error (secrets masked), until ``replay_pending`` (``archon-db vectors sync``, and the layer's
-start-up) applies it.
+A row of ``archon_vector_outbox`` says "the record ``record_id`` of ``collection`` changed":
+written by ``uow.vectors`` in the Unit of Work's transaction (``op`` upsert or delete, ``batch``
+its call), or by the database's triggers when a chunk row is deleted (batch ``deleted``). The
+vector itself is in the row, never in the outbox. Applying an outbox row makes the store hold
+what the row holds now (``sync``): the row's record when it has a vector, nothing otherwise, so
+applying is idempotent and replays converge whatever their order. Applied rows are deleted; an
+operation the store refused or could not take stays, with its attempt count and last error
+(secrets masked), until ``replay_pending`` (``archon-db vectors sync``, and the layer's start-up).
 
 Rows are locked while applied (``SELECT ... FOR UPDATE``; SQLite's writers take the database lock
-at BEGIN), so two processes draining the same ids apply them in commit order.
+at BEGIN), so two processes draining the same ids apply them one after the other.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.domain.types import BigIntId, TZDateTime, utcnow
 from app.errors import scrub, translate_errors
-from app.vector.port import RecordId, VectorRecord
-
-if TYPE_CHECKING:
-    from app.vector.outbox_uow import OutboxVectorIndex
+from app.vector.outbox.sync import sync_ids
 
 log = logging.getLogger(__name__)
 OUTBOX_TABLE = "archon_vector_outbox"
+DELETED_BATCH = "deleted"  # the batch of the deletes the database's triggers queue
 PAGE = 500
-VECTOR_DTYPE = np.dtype("<f4")
 _SECRET = re.compile(
     r"(?i)(api[-_ ]?key|token|password|secret|authorization)([\"'\s:=]+)(bearer\s+)?[^\s\"',;}]+"
 )
@@ -52,6 +45,7 @@ outbox = sa.Table(
     sa.Column("collection", sa.String(64), nullable=False),
     sa.Column("record_id", sa.String(255), nullable=False),
     sa.Column("op", sa.String(16), nullable=False),
+    # Written by earlier versions (the record and its vector); no longer read.
     sa.Column("payload", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")),
     sa.Column("vector", sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
@@ -82,40 +76,18 @@ def mask_secrets(message: str) -> str:
     return _SECRET.sub(r"\1\2\3***", scrub(message))[:1000]
 
 
-def bind_outbox(index: Any, uow: Any) -> OutboxVectorIndex:
-    """The view ``uow.vectors`` gives of a non-transactional ``index`` (``outbox_uow``)."""
-    from app.vector.outbox_uow import OutboxVectorIndex
-
-    return OutboxVectorIndex(index, uow)
-
-
-def decode_payload(payload: str | None) -> dict[str, Any]:
-    """An outbox row's payload: ``id``, and for upserts ``metadata`` and ``document``."""
-    return json.loads(payload) if payload else {}
-
-
-def upsert_payload(record_id: RecordId, metadata_json: str, document: str | None) -> str:
-    """The payload of an upsert, around metadata already encoded (``external.to_json``)."""
-    id_json, document_json = json.dumps(record_id), json.dumps(document)
-    return f'{{"id": {id_json}, "metadata": {metadata_json}, "document": {document_json}}}'
-
-
-def encode_vector(vector: np.ndarray) -> bytes:
-    """A vector as the outbox's ``vector`` column holds it: little-endian float32 bytes."""
-    return vector.astype(VECTOR_DTYPE, copy=False).tobytes()
-
-
-async def drain(index: Any, engine: AsyncEngine, *, batch: str | None = None) -> DrainReport:
+async def drain(feed: Any, *, batch: str | None = None) -> DrainReport:
     """Apply pending operations: those touching ``batch``'s ids, or all of them page by page."""
     report = DrainReport()
     after = 0
     while True:
-        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        async with AsyncSession(feed.engine, expire_on_commit=False) as session, session.begin():
             rows = await _lock_rows(session, batch, after)
             if not rows:
                 return report
-            report.add(await _apply_rows(session, index, rows))
-        if batch is not None:
+            await feed.ready(session)
+            report.add(await _apply_rows(session, feed, rows))
+        if batch is not None and batch != DELETED_BATCH:
             return report
         after = max(row.id for row in rows)
 
@@ -123,8 +95,10 @@ async def drain(index: Any, engine: AsyncEngine, *, batch: str | None = None) ->
 async def _lock_rows(session: AsyncSession, batch: str | None, after: int) -> list[Any]:
     columns = sa.select(outbox).order_by(outbox.c.id).with_for_update()
     with translate_errors("reading the vector outbox"):
-        if batch is None:
+        if batch is None or batch == DELETED_BATCH:
             page = columns.where(outbox.c.id > after).limit(PAGE)
+            if batch is not None:
+                page = page.where(outbox.c.batch == batch)
             return list((await session.execute(page)).all())
         keys = (
             await session.execute(
@@ -145,86 +119,59 @@ async def _lock_rows(session: AsyncSession, batch: str | None, after: int) -> li
         return sorted(rows, key=lambda row: row.id)
 
 
-async def _apply_rows(session: AsyncSession, index: Any, rows: list[Any]) -> DrainReport:
-    """Apply the newest operation per id, grouped by collection and kind; record failures."""
-    latest: dict[tuple[str, str], Any] = {}
+async def _apply_rows(session: AsyncSession, feed: Any, rows: list[Any]) -> DrainReport:
+    """Make the store hold what the rows of these ids hold now; record failures."""
+    keys: dict[str, dict[str, None]] = {}
     for row in rows:
-        latest[(row.collection, row.record_id)] = row
-    groups: dict[tuple[str, str], list[Any]] = {}
-    for row in latest.values():
-        groups.setdefault((row.collection, row.op), []).append(row)
+        keys.setdefault(row.collection, {})[row.record_id] = None
     report = DrainReport()
     upper = max(row.id for row in rows)
-    for (collection, op), group in groups.items():
+    for collection, ids in keys.items():
         try:
-            if op == "upsert":
-                await index.upsert(collection, [_record_of(row) for row in group])
-            else:
-                await index.delete(collection, [decode_payload(row.payload)["id"] for row in group])
+            await sync_ids(feed, session, collection, list(ids))
         except Exception as exc:  # recorded on the rows; replayed later
             message = mask_secrets(f"{type(exc).__name__}: {exc}")
-            report.failed += len(group)
+            report.failed += len(ids)
             report.errors.append(message)
-            await _mark_failed(session, collection, [row.record_id for row in group], message)
+            await _mark_failed(session, collection, list(ids), message)
         else:
-            report.applied += len(group)
-            await _forget(session, collection, [row.record_id for row in group], upper)
+            report.applied += len(ids)
+            await forget(session, collection, list(ids), upper)
     return report
 
 
-def _record_of(row: Any) -> VectorRecord:
-    data = decode_payload(row.payload)
-    vector: Any = np.frombuffer(row.vector, dtype=VECTOR_DTYPE)
-    return VectorRecord(
-        id=data["id"],
-        vector=vector,
-        metadata=data.get("metadata") or {},
-        document=data.get("document"),
-    )
-
-
-async def _forget(session: AsyncSession, collection: str, ids: list[str], upper: int) -> None:
+async def forget(session: AsyncSession, collection: str, ids: list[str], upper: int) -> None:
     """Delete the applied rows and every older row for the same ids (they are superseded)."""
-    where = (outbox.c.collection == collection) & outbox.c.record_id.in_(ids)
-    with translate_errors("clearing the vector outbox"):
-        await session.execute(outbox.delete().where(where & (outbox.c.id <= upper)))
+    for start in range(0, len(ids), PAGE):
+        chunk = ids[start : start + PAGE]
+        where = (outbox.c.collection == collection) & outbox.c.record_id.in_(chunk)
+        with translate_errors("clearing the vector outbox"):
+            await session.execute(outbox.delete().where(where & (outbox.c.id <= upper)))
 
 
 async def _mark_failed(session: AsyncSession, collection: str, ids: list[str], error: str) -> None:
-    where = (outbox.c.collection == collection) & outbox.c.record_id.in_(ids)
     values = {"attempts": outbox.c.attempts + 1, "last_error": error, "updated_at": utcnow()}
-    with translate_errors("updating the vector outbox"):
-        await session.execute(outbox.update().where(where).values(**values))
+    for start in range(0, len(ids), PAGE):
+        chunk = ids[start : start + PAGE]
+        where = (outbox.c.collection == collection) & outbox.c.record_id.in_(chunk)
+        with translate_errors("updating the vector outbox"):
+            await session.execute(outbox.update().where(where).values(**values))
 
 
-# -- the layer's entry points -----------------------------------------------------------------
-
-
-async def _store(layer: Any) -> Any | None:
-    """The layer's vector index when it goes through the outbox, else ``None``."""
-    index = layer.vector_index
-    resolve = getattr(index, "resolve", None)
-    if resolve is not None:
-        index = await resolve()
-    if index is None or index.capabilities.transactional:
-        return None
-    return index
-
-
-async def _has_outbox(engine: AsyncEngine) -> bool:
+async def has_outbox(engine: AsyncEngine, table: str = OUTBOX_TABLE) -> bool:
+    """Whether the outbox table (or ``table``) exists: the database is migrated far enough."""
     async with engine.connect() as conn:
-        return bool(await conn.run_sync(lambda c: sa.inspect(c).has_table(OUTBOX_TABLE)))
+        return bool(await conn.run_sync(lambda c: sa.inspect(c).has_table(table)))
 
 
-async def replay_pending(layer: Any) -> DrainReport:
+async def replay_pending(feed: Any | None) -> DrainReport:
     """Apply every pending operation (start-up and ``archon-db vectors sync``); idempotent."""
-    index = await _store(layer)
-    if index is None:
+    if feed is None:
         return DrainReport()
     with translate_errors("looking for the vector outbox"):
-        if not await _has_outbox(layer.engine):
+        if not await has_outbox(feed.engine):
             return DrainReport()
-    report = await drain(index, layer.engine)
+    report = await drain(feed)
     if report.applied or report.failed:
         log.info("vector outbox: %d applied, %d still pending", report.applied, report.failed)
     return report
@@ -245,7 +192,7 @@ class PendingSummary:
 async def pending_summary(engine: AsyncEngine) -> list[PendingSummary]:
     """What the outbox holds, by collection and operation (empty when it does not exist)."""
     with translate_errors("reading the vector outbox"):
-        if not await _has_outbox(engine):
+        if not await has_outbox(engine):
             return []
         query = (
             sa.select(
@@ -254,7 +201,6 @@ async def pending_summary(engine: AsyncEngine) -> list[PendingSummary]:
                 sa.func.count(),
                 sa.func.sum(sa.case((outbox.c.attempts > 0, 1), else_=0)),
                 sa.func.max(outbox.c.attempts),
-                sa.func.max(outbox.c.id),
             )
             .group_by(outbox.c.collection, outbox.c.op)
             .order_by(outbox.c.collection, outbox.c.op)
@@ -262,7 +208,7 @@ async def pending_summary(engine: AsyncEngine) -> list[PendingSummary]:
         async with engine.connect() as conn:
             groups = (await conn.execute(query)).all()
             summaries = []
-            for collection, op, count, failed, attempts, _ in groups:
+            for collection, op, count, failed, attempts in groups:
                 error = await conn.scalar(
                     sa.select(outbox.c.last_error)
                     .where((outbox.c.collection == collection) & (outbox.c.op == op))

@@ -19,15 +19,16 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.config import Settings, mask_url
 from app.errors import DataLayerError, InvalidInputError
 from app.filter_eval import evaluate
 from app.filters import OPERATORS, Node, parse_filters
-from app.vector.external import ARCHON_DIMENSIONS, flatten, from_json, to_json
-from app.vector.external_filters import FilterPlan, plan_filter, with_model
+from app.vector.external.filters import FilterPlan, plan_filter, with_model
+from app.vector.external.records import ARCHON_DIMENSIONS, flatten, from_json, to_json
 from app.vector.port import (
+    COLLECTIONS,
     Metric,
     RecordId,
     VectorCapabilities,
@@ -36,8 +37,8 @@ from app.vector.port import (
     check_vector,
     collection_table,
 )
-from app.vector.weaviate_client import BATCH, DISTANCES, WeaviateStore, to_hit, translate_error
-from app.vector.weaviate_schema import (
+from app.vector.weaviate.client import BATCH, DISTANCES, WeaviateStore, to_hit, translate_error
+from app.vector.weaviate.schema import (
     DOCUMENT_PROPERTY,
     ID_PROPERTY,
     JSON_PROPERTY,
@@ -45,9 +46,6 @@ from app.vector.weaviate_schema import (
     property_name,
     translator,
 )
-
-if TYPE_CHECKING:
-    from app.vector.outbox_uow import OutboxVectorIndex
 
 MAX_DIMENSION = 65535
 
@@ -75,12 +73,6 @@ class WeaviateVectorIndex:
     @property
     def location(self) -> str:
         return mask_url(self.url)
-
-    def bind(self, uow: Any) -> OutboxVectorIndex:
-        """A Unit of Work's view: writes go to the outbox and are applied after commit."""
-        from app.vector.outbox import bind_outbox
-
-        return bind_outbox(self, uow)
 
     async def ensure_collection(
         self, collection: str, dimension: int, metric: Metric = "cosine"
@@ -195,6 +187,82 @@ class WeaviateVectorIndex:
             check_vector(record.vector, metric=metric or "cosine")  # type: ignore[arg-type]
             flatten(record.metadata)
             to_json(record.metadata)
+
+    # -- a store derived from the rows (``app.vector.outbox``) -------------------------------
+
+    def use_namespace(self, namespace: str | None) -> None:
+        """Read and write the collections of the database whose identity gives ``namespace``."""
+        self.store.use_namespace(namespace)
+
+    async def dimensions(self, collection: str) -> dict[int, str]:
+        """Dimension -> metric of this database's collections of ``collection``."""
+        found = {}
+        async with self._errors("listing collections"):
+            for col in await self.store.collections(collection):
+                dimension = self.store.dimension_of(collection, col.name, self.store.namespace)
+                if dimension is not None:
+                    found[dimension] = await self.store.metric(collection, dimension) or "cosine"
+        return found
+
+    async def stored_ids(self, collection: str, dimension: int) -> list[str]:
+        """The ids held for ``dimension``."""
+        return list(await self._objects(collection, dimension, None, vectors=False))
+
+    async def stored_vectors(
+        self, collection: str, dimension: int, ids: Sequence[str]
+    ) -> dict[str, Any]:
+        """id -> stored vector of those ``ids`` held for ``dimension``."""
+        return await self._objects(collection, dimension, list(ids), vectors=True)
+
+    async def _objects(
+        self, collection: str, dimension: int, ids: list[str] | None, *, vectors: bool
+    ) -> dict[str, Any]:
+        from weaviate.classes.query import Filter
+        from weaviate.util import generate_uuid5
+
+        found: dict[str, Any] = {}
+        async with self._errors("reading stored vectors"):
+            if await self.store.metric(collection, dimension) is None:
+                return found
+            col = await self.store.collection(collection, dimension)
+            options: dict[str, Any] = {"limit": BATCH, "return_properties": [ID_PROPERTY],
+                                       "include_vector": vectors}  # fmt: skip
+            pages: list[dict[str, Any]] = []
+            if ids is not None:
+                for start in range(0, len(ids), BATCH):
+                    chunk = [generate_uuid5(str(i)) for i in ids[start : start + BATCH]]
+                    pages.append({"filters": Filter.by_id().contains_any(chunk)})
+            else:
+                pages.append({})
+            while pages:
+                page = pages.pop()
+                objects = (await col.query.fetch_objects(**options, **page)).objects
+                for obj in objects:
+                    vector = obj.vector.get("default") if vectors else None
+                    found[str(json.loads(obj.properties[ID_PROPERTY]))] = vector
+                if ids is None and len(objects) == BATCH:
+                    pages.append({"after": objects[-1].uuid})
+        return found
+
+    async def drop(self, collection: str) -> dict[int, str]:
+        """Delete this database's collections of ``collection``; dimension -> metric they had."""
+        dropped = await self.dimensions(collection)
+        async with self._errors("dropping collections"):
+            await self.store.drop_names([self.store.name_for(collection, d) for d in dropped])
+        return dropped
+
+    async def foreign(self) -> list[str]:
+        """Collections of another database, or of an earlier life of this one (never read)."""
+        ours = {
+            self.store.name_for(c, d) for c in COLLECTIONS for d in await self.dimensions(c)
+        }
+        async with self._errors("listing collections"):
+            return [name for name in await self.store.names() if name not in ours]
+
+    async def drop_foreign(self, names: Sequence[str]) -> None:
+        """Delete these collections (from ``foreign``)."""
+        async with self._errors("dropping collections"):
+            await self.store.drop_names(list(names))
 
     async def describe(self) -> dict[str, Any]:
         """What ``archon-db doctor`` prints about this store."""

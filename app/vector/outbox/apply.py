@@ -1,11 +1,11 @@
 """Applying a Unit of Work's outbox writes after its commit, from memory.
 
-The rows a Unit of Work inserted hold what it still has in memory, already checked and converted
-(``PreparedGroup``), so after the commit there is nothing to read back and decode: the rows of
-its keys are locked, and when they are exactly its own (none rolled back by a savepoint, none
-newer or older from another writer still pending) its operations are applied straight from memory
-and its rows deleted in one statement. Anything else is left to ``drain``, which applies what the
-rows hold. Either way the newest operation per id wins and a failure stays pending.
+The Unit of Work still has in memory what its outbox rows stand for, already checked and converted
+(``PreparedGroup``, derived from the rows it wrote), so after the commit there is nothing to read
+back and decode: the outbox rows of its keys are locked, and when they are exactly its own (none
+rolled back by a savepoint, none newer or older from another writer still pending) its operations
+are applied straight from memory and its rows deleted in one statement. Anything else is left to
+``drain``, which makes the store hold what the rows hold now. A failure stays pending.
 """
 
 from __future__ import annotations
@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.types import utcnow
 from app.errors import translate_errors
-from app.vector.external import PreparedGroup, merged
-from app.vector.outbox import PAGE, DrainReport, drain, mask_secrets, outbox
+from app.vector.external.records import PreparedGroup, merged
+from app.vector.outbox.sync import write_prepared
+from app.vector.outbox.table import PAGE, DrainReport, drain, mask_secrets, outbox
 from app.vector.port import RecordId
 
 Key = tuple[str, str]
@@ -47,16 +48,16 @@ class _Plan:
     deletes: list[RecordId] = field(default_factory=list)
 
 
-async def apply_recorded(index: Any, engine: AsyncEngine, recorded: list[Recorded]) -> DrainReport:
+async def apply_recorded(feed: Any, recorded: list[Recorded]) -> DrainReport:
     """Apply a committed Unit of Work's writes (``recorded``, in the order they were made)."""
-    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+    async with AsyncSession(feed.engine, expire_on_commit=False) as session, session.begin():
         present = await _lock(session, recorded)
         if present is not None and all(present[r.batch] in (0, r.rows) for r in recorded):
             # A batch without rows was rolled back (or applied by a concurrent replay).
-            return await _apply(session, index, [r for r in recorded if present[r.batch]])
+            return await _apply(session, feed.store, [r for r in recorded if present[r.batch]])
     report = DrainReport()
     for batch in dict.fromkeys(r.batch for r in recorded):
-        report.add(await drain(index, engine, batch=batch))
+        report.add(await drain(feed, batch=batch))
     return report
 
 
@@ -92,7 +93,7 @@ async def _apply(session: AsyncSession, index: Any, recorded: list[Recorded]) ->
                 continue
             try:
                 if op == "upsert":
-                    await _upsert(index, collection, groups)
+                    await write_prepared(index, collection, groups)
                 else:
                     await index.delete(collection, plan.deletes)
             except Exception as exc:  # recorded on the rows; replayed later
@@ -124,14 +125,6 @@ def _plans(recorded: list[Recorded]) -> dict[str, _Plan]:
         else:
             plan.deletes.append(op)
     return plans
-
-
-async def _upsert(index: Any, collection: str, groups: list[PreparedGroup]) -> None:
-    write = getattr(index, "write_prepared", None)
-    if write is not None:
-        await write(collection, groups)
-    else:
-        await index.upsert(collection, [rec for group in groups for rec in group.records()])
 
 
 async def _settle(

@@ -1,6 +1,7 @@
 """How Chroma holds a record's metadata, and the ``where`` clauses that address it.
 
-Values are flattened as ``app.vector.external`` describes, with the record id in ``_archon_id``.
+Values are flattened as ``app.vector.external.records`` describes, with the record id in
+``_archon_id``.
 What makes filters exact is stored in one of two layouts, chosen per Chroma collection by its
 ``archon_layout`` metadata:
 
@@ -21,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from app.vector.external import (
+from app.vector.external.filters import Translator
+from app.vector.external.records import (
     ID_KEY,
     JSON_KEY,
     KEYS_KEY,
@@ -33,7 +35,6 @@ from app.vector.external import (
     to_json,
     unflatten,
 )
-from app.vector.external_filters import Translator
 from app.vector.port import RecordId
 
 Where = dict[str, Any]

@@ -11,9 +11,9 @@ stored three ways at once:
 - ``_archon_json``: the metadata as JSON, returned with hits and used for exact evaluation.
 
 Values a store cannot hold (empty or mixed lists, lists of objects) are "opaque": present, listed in
-``_archon_opaque``, and only in the JSON. Filters are translated in ``app.vector.external_filters``.
+``_archon_opaque``, and only in the JSON. Filters are translated in ``app.vector.external.filters``.
 A store may hold the key lists and the JSON otherwise, as long as it answers the same: Chroma's
-current layout (``app.vector.chroma_metadata``) has a flag per present key and rebuilds the JSON
+current layout (``app.vector.chroma.metadata``) has a flag per present key and rebuilds the JSON
 with ``unflatten`` when that is exact.
 """
 

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from app.config import Settings
 from app.errors import BackendUnavailableError, DataLayerError, InvalidInputError
-from app.vector.external import flatten, from_json
-from app.vector.outbox import mask_secrets
+from app.vector.external.records import flatten, from_json
+from app.vector.outbox.table import mask_secrets
 from app.vector.port import VectorHit, VectorRecord, collection_table
-from app.vector.weaviate_schema import (
+from app.vector.weaviate.schema import (
     BASE_PROPERTIES,
     DOCUMENT_PROPERTY,
     ID_PROPERTY,
@@ -34,6 +36,11 @@ class WeaviateStore:
         self._client = client
         self.types: dict[str, dict[str, str]] = {}  # collection name -> property -> type
         self._metrics: dict[str, str] = {}
+        self.namespace: str | None = None
+
+    def use_namespace(self, namespace: str | None) -> None:
+        """Name collections for the database whose identity gives ``namespace`` from now on."""
+        self.namespace = namespace
 
     async def client(self) -> Any:
         """The connected client, created on first use."""
@@ -48,10 +55,30 @@ class WeaviateStore:
             client, self._client = self._client, None
             await client.close()
 
-    @staticmethod
-    def name_for(collection: str, dimension: int) -> str:
+    def name_for(self, collection: str, dimension: int) -> str:
         """The Weaviate collection holding ``collection``'s vectors of ``dimension``."""
-        return f"Archon_{collection}_{dimension}"
+        suffix = f"_{self.namespace}" if self.namespace else ""
+        return f"Archon_{collection}_{dimension}{suffix}"
+
+    def dimension_of(self, collection: str, name: str, namespace: str | None) -> int | None:
+        """The dimension a collection name stands for under ``namespace``, or None."""
+        prefix = f"Archon_{collection}_"
+        rest = name[len(prefix) :] if name.startswith(prefix) else ""
+        match = re.fullmatch(rf"([0-9]+)_{namespace}" if namespace else "([0-9]+)", rest)
+        return int(match.group(1)) if match else None
+
+    async def names(self) -> list[str]:
+        """Every ``Archon_`` collection on the server (ours, legacy or another database's)."""
+        client = await self.client()
+        return sorted(n for n in await client.collections.list_all(simple=True) if
+                      n.startswith("Archon_"))  # fmt: skip
+
+    async def drop_names(self, names: Sequence[str]) -> None:
+        client = await self.client()
+        for name in names:
+            await client.collections.delete(name)
+            self._metrics.pop(name, None)
+            self.types.pop(name, None)
 
     async def metric(self, collection: str, dimension: int) -> str | None:
         """The metric of the collection for ``dimension``; ``None`` when it does not exist."""
@@ -83,9 +110,12 @@ class WeaviateStore:
     async def collections(self, collection: str) -> list[Any]:
         """Every existing Weaviate collection of ``collection``."""
         client = await self.client()
-        prefix = f"Archon_{collection}_"
         names = await client.collections.list_all(simple=True)
-        return [client.collections.use(n) for n in sorted(names) if n.startswith(prefix)]
+        return [
+            client.collections.use(n)
+            for n in sorted(names)
+            if self.dimension_of(collection, n, self.namespace) is not None
+        ]
 
     async def write(self, col: Any, records: list[VectorRecord]) -> None:
         """Batch-import records (the same UUID is overwritten), adding missing properties."""

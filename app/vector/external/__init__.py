@@ -1,0 +1,1 @@
+"""What the external stores (Chroma, Weaviate) share: records as flat metadata, and filters."""

@@ -1,0 +1,332 @@
+"""``uow.vectors`` on an external store (Chroma, Weaviate): the rows first, the store after commit.
+
+Every vector is written into its row's ``embedding_<dim>`` column in the Unit of Work's
+transaction (the exact index's SQL), and what the store must do is recorded in the outbox by row
+id (``app.vector.outbox.table``); after the commit the store gets its copy (``apply``). The
+record a store holds is derived from the row (``app.vector.outbox.rows``): a record's own
+``metadata`` is not kept apart from its row, so the store always answers as the rows would.
+
+Queries go to the store, and every hit is checked against its row in the same read: a hit whose
+row is gone, holds no vector of that length, no longer matches the filters, or whose vector
+changed since (its score differs) is dropped and counted; more candidates are fetched until ``k``
+hits stand or the store has no more. Counts are the rows'.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from app.errors import BackendUnavailableError, InvalidInputError, translate_errors
+from app.filters import parse_filters
+from app.vector.external.records import PreparedGroup, by_dimension, prepare_group
+from app.vector.outbox.apply import Recorded, apply_recorded
+from app.vector.outbox.rows import as_vector, chunk_fields, fields_of
+from app.vector.outbox.table import DELETED_BATCH, DrainReport, drain, mask_secrets, outbox
+from app.vector.port import Metric, RecordId, VectorHit, VectorRecord, collection_table
+from app.vector.sql.common import ENTITIES, HIT_FIELDS, embedding_column, row_ids
+
+log = logging.getLogger(__name__)
+SCORE_TOLERANCE = 1e-3
+MAX_CANDIDATES = 4096
+
+
+class StoreView:
+    """A Unit of Work's view of an external store; see the module docstring."""
+
+    def __init__(self, feed: Any, uow: Any) -> None:
+        self.feed = feed
+        self.index = feed.store
+        self.uow = uow
+        self.rows = feed.rows.bind(uow)
+        self.last_report: DrainReport | None = None
+        self._recorded: list[Recorded] = []
+
+    @property
+    def capabilities(self) -> Any:
+        return self.index.capabilities
+
+    async def ensure_collection(
+        self, collection: str, dimension: int, metric: Metric = "cosine"
+    ) -> None:
+        """The row column (searched by cosine in SQL) and the store's collection."""
+        await self.rows.ensure_collection(collection, dimension)
+        await self.feed.ready(self.uow.session)
+        await self.index.ensure_collection(collection, dimension, metric)
+
+    async def prepare_writes(self) -> None:
+        """Get ready to write: the store named, and fed (so deleted rows queue their deletes)."""
+        await self.feed.ready(self.uow.session)
+        await self.feed.mark_fed(self.uow)
+
+    async def upsert(self, collection: str, records: Sequence[VectorRecord]) -> int:
+        """Write the vectors into their rows now; the store gets them after commit."""
+        collection_table(collection)
+        latest = dict(zip(row_ids([r.id for r in records]), records, strict=True))
+        if not latest:
+            return 0
+        await self.feed.ready(self.uow.session)
+        await self.rows.upsert(collection, list(latest.values()))
+        fields = await self._fields(collection, list(latest))
+        derived = [
+            VectorRecord(rid, record.vector, fields[rid][0], fields[rid][1])
+            for rid, record in latest.items()
+        ]
+        await self._record_upserts(collection, await self._prepare(collection, derived))
+        return len(latest)
+
+    async def add_with_vectors(
+        self,
+        collection: str,
+        entities: Sequence[Any],
+        matrix: np.ndarray | None,
+        present: Sequence[bool] | None = None,
+        *,
+        bump: bool = True,
+    ) -> None:
+        """Insert new rows with their vectors in the same write (``SqlVectorIndex``'s), and
+        record the store's copies from the entities (the values the rows now hold)."""
+        await self.feed.ready(self.uow.session)
+        await self.rows.add_with_vectors(collection, entities, matrix, present, bump=bump)
+        if matrix is None or not len(matrix):
+            return
+        flags = present if present is not None else [True] * len(entities)
+        chosen = [entity for entity, flag in zip(entities, flags, strict=True) if flag]
+        group = prepare_group(
+            matrix.shape[1],
+            [VectorRecord(e.id, row, chunk_fields(e), e.content) for e, row in zip(
+                chosen, matrix, strict=True)],
+            cosine=True,
+        )  # fmt: skip
+        await self._ensure_store_dimensions(collection, [group.dimension])
+        await self._record_upserts(collection, [group])
+
+    async def written(self, collection: str) -> None:
+        """Announce vector writes made with ``add_with_vectors(bump=False)``."""
+        await self.rows.written(collection)
+
+    async def delete(self, collection: str, ids: Sequence[RecordId]) -> int:
+        """Clear these rows' vectors now; the store drops them after commit."""
+        collection_table(collection)
+        keys = list(dict.fromkeys(row_ids(ids)))
+        if not keys:
+            return 0
+        await self.feed.ready(self.uow.session)
+        cleared = await self.rows.delete(collection, keys)
+        await self._record(Recorded(collection, deletes=list(keys)))
+        return cleared
+
+    async def delete_where(self, collection: str, filters: Mapping[str, Any]) -> int:
+        """Clear the vectors of the rows matching ``filters`` (a filter is required)."""
+        if parse_filters(filters) is None:
+            raise InvalidInputError("delete_where needs a filter; use delete(ids) for known ids")
+        table = ENTITIES[collection].__table__
+        dimensions = await self.rows.dimensions(collection)
+        if not dimensions:
+            return 0
+        has_vector = sa.or_(
+            *(sa.literal_column(embedding_column(d)).is_not(None) for d in dimensions)
+        )
+        where = self.rows.filter_clause(collection, filters)
+        with translate_errors(f"selecting vectors in {table.name}"):
+            found = await self.uow.session.execute(sa.select(table.c.id).where(where, has_vector))
+        ids = list(found.scalars())
+        return await self.delete(collection, ids) if ids else 0
+
+    async def count(self, collection: str, filters: Mapping[str, Any] | None = None) -> int:
+        """How many rows hold a vector (matching ``filters``): the system of record's count."""
+        return int(await self.rows.count(collection, filters))
+
+    async def query(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        embedding_model: str | None = None,
+    ) -> list[VectorHit]:
+        """The store's ``k`` nearest, each checked against its row (see the module docstring)."""
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise InvalidInputError(f"k must be an integer of at least 1, got {k!r}")
+        collection_table(collection)
+        await self.feed.ready(self.uow.session)
+        fetch, dropped, kept = k, 0, []
+        while True:
+            hits = await self.index.query(
+                collection, vector, fetch, filters, embedding_model=embedding_model
+            )
+            kept = await self._checked(collection, vector, hits, filters, embedding_model)
+            dropped = len(hits) - len(kept)
+            if not dropped or len(kept) >= k or len(hits) < fetch or fetch >= MAX_CANDIDATES:
+                break
+            fetch = min(MAX_CANDIDATES, fetch * 4 + dropped)
+        if dropped:
+            self.feed.note_dropped(collection, dropped)
+        return kept[:k]
+
+    def __getattr__(self, name: str) -> Any:
+        # describe, dimensions...: the store's own, read-only extras.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self.index, name)
+
+    # -- reading rows ------------------------------------------------------------------------
+
+    async def _fields(self, collection: str, ids: list[int]) -> dict[int, tuple[dict, str]]:
+        table = ENTITIES[collection].__table__
+        columns = [table.c.id, *(table.c[n] for n in HIT_FIELDS), table.c.content]
+        found: dict[int, tuple[dict, str]] = {}
+        for start in range(0, len(ids), 1000):
+            statement = sa.select(*columns).where(table.c.id.in_(ids[start : start + 1000]))
+            with translate_errors(f"reading {table.name}"):
+                rows = (await self.uow.session.execute(statement)).all()
+            found.update((int(row.id), (fields_of(row), row.content)) for row in rows)
+        return found
+
+    async def _checked(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        hits: Sequence[VectorHit],
+        filters: Mapping[str, Any] | None,
+        embedding_model: str | None,
+    ) -> list[VectorHit]:
+        """The hits whose row holds the vector the store scored, matching the filters."""
+        ids = []
+        for hit in hits:
+            try:
+                ids.append(int(hit.id))
+            except (TypeError, ValueError):
+                continue
+        if not ids:
+            return []
+        dimension = len(vector)
+        table = ENTITIES[collection].__table__
+        column: Any = sa.literal_column(embedding_column(dimension))
+        where = self.rows.filter_clause(collection, filters, embedding_model)
+        statement = sa.select(
+            table.c.id, *(table.c[n] for n in HIT_FIELDS), column.label("vector")
+        ).where(table.c.id.in_(ids), column.is_not(None), where)
+        await self.rows._prepare_connection(self.uow.session)
+        with translate_errors(f"checking the hits against {table.name}"):
+            rows = {int(r.id): r for r in (await self.uow.session.execute(statement)).all()}
+        metric = (await self.index.dimensions(collection)).get(dimension, "cosine")
+        query = np.asarray(vector, dtype=np.float64)
+        kept = []
+        for hit in hits:
+            row = rows.get(_as_int(hit.id) or -1)
+            if row is None:
+                continue
+            score = row_score(metric, query, as_vector(row.vector, dimension))
+            if abs(score - hit.score) <= SCORE_TOLERANCE * max(1.0, abs(score)):
+                kept.append(VectorHit(int(row.id), score, fields_of(row)))
+        return kept
+
+    # -- recording ---------------------------------------------------------------------------
+
+    async def _prepare(self, collection: str, records: list[VectorRecord]) -> list[PreparedGroup]:
+        groups = by_dimension(records)
+        metrics = await self._ensure_store_dimensions(collection, list(groups))
+        return [
+            prepare_group(d, group, cosine=metrics.get(d, "cosine") == "cosine")
+            for d, group in groups.items()
+        ]
+
+    async def _ensure_store_dimensions(
+        self, collection: str, dimensions: list[int]
+    ) -> dict[int, str]:
+        """A length the rows have a column for gets its store collection (cosine) if missing;
+        dimension -> metric. A store that cannot be reached is left for the apply (the point of
+        the outbox: the commit need not wait for the store)."""
+        try:
+            known = dict(await self.index.dimensions(collection))
+            for dimension in dimensions:
+                if dimension not in known:
+                    await self.index.ensure_collection(collection, dimension, "cosine")
+                    known[dimension] = "cosine"
+        except BackendUnavailableError as exc:
+            log.info("vector store unreachable (%s); its copies are applied later", exc)
+            return {}
+        return known
+
+    async def _record_upserts(self, collection: str, groups: list[PreparedGroup]) -> None:
+        await self._record(Recorded(collection, groups=groups))
+
+    async def _record(self, recorded: Recorded) -> None:
+        """Outbox rows by id (one executemany); ``recorded`` applied from memory after commit."""
+        ids = [str(i) for g in recorded.groups for i in g.ids] + [str(i) for i in recorded.deletes]
+        if not ids:
+            return
+        await self.feed.mark_fed(self.uow)
+        now = _now()
+        op = "upsert" if recorded.groups else "delete"
+        rows = [
+            {"batch": recorded.batch, "collection": recorded.collection, "record_id": id_,
+             "op": op, "attempts": 0, "created_at": now, "updated_at": now}
+            for id_ in ids
+        ]  # fmt: skip
+        with translate_errors("recording vector writes in the outbox"):
+            await self.uow.session.execute(outbox.insert(), rows)
+        recorded.rows = len(rows)
+        self._recorded.append(recorded)
+        self.uow.after_commit(self.apply)
+
+    async def apply(self) -> None:
+        """After commit: apply this Unit of Work's writes to the store."""
+        recorded, self._recorded = self._recorded, []
+        if recorded:
+            await self._applying(apply_recorded(self.feed, recorded))
+
+    async def drain_deleted(self) -> None:
+        """After a commit that deleted rows: apply the deletes the database queued for them."""
+        await self._applying(drain(self.feed, batch=DELETED_BATCH))
+
+    async def _applying(self, work: Any) -> None:
+        try:
+            report = await work
+        except Exception as exc:  # the commit stands; the rows stay pending for a replay
+            message = mask_secrets(f"{type(exc).__name__}: {exc}")
+            log.warning(
+                "vector outbox: could not apply committed writes (%s); `archon-db vectors sync` "
+                "will",
+                message,
+            )
+            report = DrainReport(errors=[message])
+        if report.failed:
+            log.warning(
+                "vector outbox: %d operation(s) left pending (%s); run `archon-db vectors sync` "
+                "once the store is reachable",
+                report.failed,
+                "; ".join(report.errors),
+            )
+        self.last_report = report
+
+
+def row_score(metric: str, query: np.ndarray, vector: np.ndarray) -> float:
+    """Higher-is-better score of a row's vector, as the store computes it (float64)."""
+    stored = vector.astype(np.float64)
+    if metric == "l2":
+        return -float(np.linalg.norm(query - stored))
+    dot = float(query @ stored)
+    if metric == "inner_product":
+        return dot
+    norms = float(np.linalg.norm(query) * np.linalg.norm(stored))
+    return dot / norms if norms else 0.0
+
+
+def _as_int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _now() -> Any:
+    from app.domain.types import utcnow
+
+    return utcnow()
