@@ -92,7 +92,7 @@ class DataLayer:
         database identity the downgrade removed (they could never be read again)."""
         from app import migrations
 
-        feed = await self.vector_feed()
+        feed = await self._feed()
         namespace = None
         if feed is not None:
             try:
@@ -127,7 +127,15 @@ class DataLayer:
             feed.reset()
 
     async def vector_feed(self) -> StoreFeed | None:
-        """The external store fed from the rows (Chroma, Weaviate); None for a SQL index."""
+        """The external store fed from the rows (Chroma, Weaviate), its collections named by
+        this database's identity; None for a SQL index."""
+        feed = await self._feed()
+        if feed is not None and feed.namespace is None:
+            async with AsyncSession(self.engine) as session:
+                await feed.ready(session)
+        return feed
+
+    async def _feed(self) -> StoreFeed | None:
         index = self.vector_index
         resolve = getattr(index, "resolve", None)
         if resolve is not None:

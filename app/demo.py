@@ -1,8 +1,8 @@
 """``python -m app.demo`` (``make demo``): the data layer end to end on the embedded default.
 
 Runs in a fresh temporary directory (removed afterwards unless ``--keep``), with no configuration
-at all, so the layer takes its embedded default there: a SQLite file (``archon.db``) and a Chroma
-folder (``chroma_data``), the vector index picked by feature detection. It migrates, writes a
+at all, so the layer takes its embedded default there: a SQLite file (``archon.db``) and, beside
+it, a Chroma folder (``archon.db-chroma``), the vector index picked by feature detection. It migrates, writes a
 source with pages and a project with tasks in one Unit of Work, shows that a Unit of Work left
 without commit wrote nothing, ingests the bundled corpus (``app/demo_corpus``) and prints vector,
 keyword and hybrid results. Embeddings come from the local hashing embedder (no download), so
@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -26,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from app.cli.data import hits_table
-from app.cli.doctor import choice_reason
+from app.cli.doctor import choice_reason, store_rows
 from app.cli.session import resolved_index
 from app.config import Settings
 from app.documents import ingest_documents, read_documents
@@ -75,7 +76,8 @@ async def show_setup(layer: DataLayer, console: Console) -> None:
     index = await resolved_index(layer)
     console.rule("[bold]1. The embedded default")
     console.print(f"database      {layer.settings.safe_database_url} (migrated to head)")
-    console.print(f"vector index  {index.capabilities.name}: {await choice_reason(layer)}")
+    reason = (await choice_reason(layer)).replace(os.getcwd() + os.sep, "")
+    console.print(f"vector index  {index.capabilities.name}: {reason}")
     console.print(f"embedder      {embedder.model_name} (feature hashing, no download)")
 
 
@@ -202,12 +204,10 @@ def _corpus_id() -> str:
 
 
 async def show_store(layer: DataLayer, console: Console) -> None:
-    console.rule("[bold]6. The vector store")
+    console.rule("[bold]6. The vector store: a copy of the rows' vectors")
     index = await resolved_index(layer)
-    describe = getattr(index, "describe", None)
-    if describe is not None:
-        for name, value in (await describe()).items():
-            console.print(f"{name:<15} {value}")
+    for name, value in await store_rows(layer, index):
+        console.print(f"{name:<22} {value}")
     pending = sum(p.count for p in await pending_summary(layer.engine))
     console.print(f"outbox          {pending} pending operation(s)")
 

@@ -148,7 +148,8 @@ class IngestRunner:
 
 async def _prepare_layer(layer: Any, target: Target) -> None:
     if target.backend == "chroma":  # the raw side creates its collection before the clock too
-        await layer.vector_index.ensure_collection("crawled_pages", DIMENSION)
+        feed = await layer.vector_feed()
+        await feed.store.ensure_collection("crawled_pages", DIMENSION)
 
 
 class _raw:

@@ -99,7 +99,7 @@ def test_ingesting_again_replaces_the_chunks(workdir: Path) -> None:
     limits = [row for row in pages(workdir) if row[0].endswith("limits.md")]
     assert [number for _, number, _ in limits] == [0]
     status = invoke(["vectors", "status"], env)
-    assert "crawled_pages: 3 vector(s)" in status.output
+    assert "crawled_pages vectors: 3 in the rows, 3 in the store" in status.output
     assert "no pending vector operations" in status.output
 
 
@@ -155,7 +155,8 @@ async def test_doctor_reports_the_database_and_the_vector_choice(
     if backend.has_pgvector:
         assert "in use │ pgvector" in out and "PostgreSQL has pgvector" in out
     else:
-        assert "in use │ chroma" in out and "chromadb is installed" in out
+        assert "in use │ chroma" in out and "CHROMA_URL / CHROMA_PATH" in out
         assert "outbox │ 0 pending" in out
+        assert "0 in the rows, 0 in the store" in out
     assert "archon-hashing-v1-384" in out
     assert "password" not in out.lower() or "***" in out

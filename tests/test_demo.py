@@ -56,7 +56,11 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str, float,
 def test_the_demo_tells_the_whole_story(two_runs: tuple[str, str, float, Path]) -> None:
     out = " ".join(two_runs[0].split())
     assert "sqlite+aiosqlite:///archon.db (migrated to head)" in out  # the embedded default
-    assert "vector index chroma: sqlite has no pgvector; chromadb is installed" in out
+    assert (
+        "vector index chroma: sqlite has no pgvector; embedded Chroma beside the database file: "
+        "archon.db-chroma" in out
+    )
+    assert re.search(r"crawled_pages vectors\s+(\d+) in the rows, \1 in the store", out)
     assert "nothing was written" in out
     assert re.search(r"5 documents -> \d+ chunks, \d+ vectors \(384 dimensions", out)
     for query in ("retry after 429", "blocking the event loop", "throttle abusive callers"):
@@ -87,7 +91,7 @@ def test_keep_leaves_the_database_and_the_store(tmp_path: Path) -> None:
     out, _ = run_demo(tmp_path, "--keep")
     kept = Path(re.search(r"kept in (\S+):", out).group(1))  # type: ignore[union-attr]
     try:
-        assert (kept / "archon.db").is_file() and (kept / "chroma_data").is_dir()
+        assert (kept / "archon.db").is_file() and (kept / "archon.db-chroma").is_dir()
     finally:
         import shutil
 

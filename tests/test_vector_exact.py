@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from app.bootstrap import DataLayer
-from app.config import Settings, VectorBackend
+from app.config import Settings, VectorBackend, sqlite_file
 from app.errors import InvalidInputError, NotFoundError, UnsupportedFeatureError
 from app.vector import VectorRecord
 from app.vector.factory import AutoVectorIndex, detect_vector_backend
@@ -232,7 +232,13 @@ async def test_a_user_without_ddl_rights_is_told_the_command(layer: DataLayer, s
 async def test_without_pgvector_detection_picks_chroma_or_exact(
     layer: DataLayer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert await detect_vector_backend(layer.engine) is VectorBackend.CHROMA
+    settings = layer.settings.model_copy(update={"vector_database": None, "chroma_path": None})
+    file_backed = sqlite_file(settings.database_url) is not None
+    # A SQLite file gets an embedded Chroma beside it; a server database no implicit folder.
+    expected = VectorBackend.CHROMA if file_backed else VectorBackend.EXACT
+    assert await detect_vector_backend(layer.engine, settings) is expected
+    with_path = settings.model_copy(update={"chroma_path": "/srv/chroma"})
+    assert await detect_vector_backend(layer.engine, with_path) is VectorBackend.CHROMA
 
     import importlib.util
 

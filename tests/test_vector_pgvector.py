@@ -234,7 +234,7 @@ async def test_works_through_a_transaction_pooler(make_pooled_layer: LayerFactor
 async def test_detection_picks_pgvector_when_the_extension_is_there(
     pg_layer: DataLayer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert await detect_vector_backend(pg_layer.engine) is VectorBackend.PGVECTOR
+    assert await detect_vector_backend(pg_layer.engine, pg_layer.settings) is VectorBackend.PGVECTOR
     settings = Settings(_env_file=None, database_url=str(pg_layer.engine.url))
     auto = AutoVectorIndex(settings, pg_layer.engine)
     with caplog.at_level("INFO", logger="app.vector.factory"):

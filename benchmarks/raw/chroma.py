@@ -46,10 +46,14 @@ class RawChroma:
             embedding_function=None,
         )
 
-    async def reset(self) -> None:
+    def _written(self) -> list[str]:
+        """This side's collection, and the layer's (named by its database's identity)."""
         names = [getattr(c, "name", c) for c in self.client.list_collections()]
-        if COLLECTION in names:
-            self.client.delete_collection(COLLECTION)
+        return [name for name in names if name.startswith(COLLECTION)]
+
+    async def reset(self) -> None:
+        for name in self._written():
+            self.client.delete_collection(name)
         self.collection = None
 
     async def ingest(self, batch: Batch) -> None:
@@ -74,10 +78,11 @@ class RawChroma:
             )
 
     async def digest(self, full: bool) -> Digest:
-        names = [getattr(c, "name", c) for c in self.client.list_collections()]
-        if COLLECTION not in names:
+        """What the side that just ran wrote (the other side's collection was reset before)."""
+        names = self._written()
+        if not names:
             return Digest(0, 0, 0, None)
-        collection = self.client.get_collection(COLLECTION, embedding_function=None)
+        collection = self.client.get_collection(names[0], embedding_function=None)
         count = collection.count()
         summary = None
         if full:

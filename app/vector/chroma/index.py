@@ -212,6 +212,14 @@ class ChromaVectorIndex:
     async def _run(self, action: str, fn: Callable[..., T], *args: Any) -> T:
         def call() -> T:
             with self.store.errors(action, self.location):
+                try:
+                    return fn(*args)
+                except Exception as exc:
+                    if not self.store.vanished(exc):
+                        raise
+                # A collection deleted behind this client (another process, a reset): the
+                # cached handles are stale; look the collections up again, once.
+                self.store.forget_collections()
                 return fn(*args)
 
         return await asyncio.to_thread(call)

@@ -116,6 +116,18 @@ class ChromaStore:
         os.rename(self.path, target)
         return target
 
+    def forget_collections(self) -> None:
+        """Drop the cached collection handles (the client stays)."""
+        self._collections.clear()
+        self._dims.clear()
+
+    @staticmethod
+    def vanished(exc: Exception) -> bool:
+        """Whether ``exc`` says a cached collection no longer exists."""
+        from chromadb.errors import NotFoundError
+
+        return isinstance(exc, NotFoundError) or "does not exist" in str(exc)
+
     def forget(self) -> None:
         """Drop the client and every cached collection."""
         self._collections.clear()
