@@ -1,12 +1,12 @@
 """``python -m app.demo`` (``make demo``): the data layer end to end on the embedded default.
 
-Runs in a fresh temporary directory (removed afterwards unless ``--keep``), with no configuration
-at all, so the layer takes its embedded default there: a SQLite file (``archon.db``) and, beside
-it, a Chroma folder (``archon.db-chroma``), the vector index picked by feature detection. It migrates, writes a
-source with pages and a project with tasks in one Unit of Work, shows that a Unit of Work left
-without commit wrote nothing, ingests the bundled corpus (``app/demo_corpus``) and prints vector,
-keyword and hybrid results. Embeddings come from the local hashing embedder (no download), so
-every run prints the same results.
+Runs in a fresh temporary directory (removed afterwards unless ``--keep``), with no configuration at
+all, so the layer takes its embedded default there: a SQLite file (``archon.db``) and, beside it, a
+Chroma folder (``archon.db-chroma``), the vector index picked by feature detection. It migrates,
+writes a source with pages and a project with tasks in one Unit of Work, shows that a Unit of Work
+left without commit wrote nothing, ingests the bundled corpus (``app/demo_corpus``) and prints
+vector, keyword and hybrid results. Embeddings come from the local hashing embedder (no download),
+so every run prints the same results.
 """
 
 from __future__ import annotations

@@ -132,8 +132,9 @@ async def test_a_vector_changed_behind_the_store_is_never_attributed_and_reconci
     other = VECTORS[40].astype("<f4")
     if backend.has_pgvector:
         value: object = "[" + ",".join(map(str, other.tolist())) + "]"
-        await execute(chroma_layer, "UPDATE archon_crawled_pages SET embedding_384 = "
-                      "CAST(CAST(:v AS TEXT) AS vector) WHERE id = :id", v=value, id=ids[0])  # fmt: skip
+        cast = "CAST(CAST(:v AS TEXT) AS vector)"
+        await execute(chroma_layer, f"UPDATE archon_crawled_pages SET embedding_384 = {cast} "
+                      "WHERE id = :id", v=value, id=ids[0])  # fmt: skip
     else:
         await execute(chroma_layer, "UPDATE archon_crawled_pages SET embedding_384 = :v "
                       "WHERE id = :id", v=other.tobytes(), id=ids[0])  # fmt: skip

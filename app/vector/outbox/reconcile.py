@@ -1,13 +1,13 @@
 """Checking an external store against the rows, and rebuilding it from them.
 
 ``reconcile`` compares, per collection and length, the rows holding a vector with the records the
-store holds: *orphans* (a record whose row is gone or holds no vector of that length), *missing*
-(a row vector the store lacks) and *stale* (the store's vector differs from the row's beyond float32 rounding).
-With ``apply`` each of them is made to hold what the row holds (``sync_ids``). ``rebuild`` drops
-this database's collections and writes them again from the rows, page by page; an embedded store
-that no longer opens is moved aside first (``<folder>.broken-<time>``), its vectors being in the
-rows anyway. ``import_from_store`` copies the vectors of a store written before the rows held
-them (collections not named by the database) into rows that have none.
+store holds: *orphans* (a record whose row is gone or holds no vector of that length), *missing* (a
+row vector the store lacks) and *stale* (the store's vector differs from the row's beyond float32
+rounding). With ``apply`` each of them is made to hold what the row holds (``sync_ids``).
+``rebuild`` drops this database's collections and writes them again from the rows, page by page; an
+embedded store that no longer opens is moved aside first (``<folder>.broken-<time>``), its vectors
+being in the rows anyway. ``import_from_store`` copies the vectors of a store written before the
+rows held them (collections not named by the database) into rows that have none.
 """
 
 from __future__ import annotations
