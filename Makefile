@@ -1,5 +1,5 @@
 # `make test` is all a user runs: it builds the venv and the services it needs first.
-.PHONY: venv services test lint demo bench clean
+.PHONY: venv services test test-adversarial lint demo bench clean
 
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -29,6 +29,10 @@ test: venv services
 	$(VENV)/bin/pytest --cov=app --cov-report=term-missing --cov-fail-under=90 $(PYTEST_ARGS)
 
 # benchmarks/ is linted once it exists.
+# The fault and fuzz tests of tests/adversarial with large budgets (CI runs them with small ones).
+test-adversarial: venv services
+	ARCHON_CRASH_RUNS=$${ARCHON_CRASH_RUNS:-100} $(VENV)/bin/pytest -s tests/adversarial $(PYTEST_ARGS)
+
 lint: venv
 	$(VENV)/bin/ruff check app tests $(wildcard benchmarks)
 	$(VENV)/bin/mypy app
