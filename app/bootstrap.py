@@ -155,7 +155,10 @@ class DataLayer:
         if feed is None:
             await _stop_feeding(self.engine)
             return DrainReport()
-        return await replay_pending(feed)
+        report = await replay_pending(feed)
+        if not report.failed:
+            await _warn_if_drifted(feed)
+        return report
 
     async def reconcile_vectors(
         self, apply: bool = False, *, on_progress: Progress | None = None
@@ -236,6 +239,29 @@ class DataLayer:
             await closer()
         for engine in (self.engine, *self.read_engines):
             await engine.dispose()
+
+
+async def _warn_if_drifted(feed: StoreFeed) -> None:
+    """At start-up: say so when the store's record counts differ from the rows' (a new or
+    switched store, one restored from a backup...); counting costs little, comparing more."""
+    from app.errors import DataLayerError
+    from app.vector.outbox.reconcile import summarize
+
+    try:
+        summary = await summarize(feed)
+    except DataLayerError as exc:
+        log.warning("could not compare the vector store with the rows: %s", exc)
+        return
+    for collection, (held, stored) in summary.counts.items():
+        if held != stored:
+            log.warning(
+                "%s: %d vector(s) in the rows, %d in the %s store: run `archon-db vectors "
+                "reconcile --apply` (or `archon-db vectors rebuild`)",
+                collection,
+                held,
+                stored,
+                feed.name,
+            )
 
 
 async def _stop_feeding(engine: AsyncEngine) -> None:

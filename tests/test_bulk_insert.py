@@ -217,7 +217,7 @@ async def test_add_many_sends_one_insert_per_batch_with_ids_in_input_order(
 
 
 def test_mysql_statements_are_bounded_by_bytes_as_well_as_parameters() -> None:
-    from app.repositories.bulk import STATEMENT_BYTES, batches, value_bytes
+    from app.repositories.batching import STATEMENT_BYTES, batches, value_bytes
 
     rows = [{"content": "x" * 100_000, "n": i} for i in range(200)]
     chunks = list(batches(rows, 2, lambda row: value_bytes(row.values())))

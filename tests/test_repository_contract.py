@@ -13,7 +13,7 @@ from app.domain import CrawledPage, Setting, Source, Task, TaskStatus
 from app.errors import ConflictError, DataLayerError, InvalidInputError, NotFoundError
 from app.repositories import bulk
 from app.repositories.base import SqlAlchemyRepository
-from app.repositories.bulk import MAX_ROWS
+from app.repositories.batching import MAX_ROWS
 from app.testing import CrawledPageFactory, SettingFactory, SourceFactory, TaskFactory
 from tests.support import Sql
 

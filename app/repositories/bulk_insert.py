@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.types import TypeDecorator
 
 from app.errors import DataLayerError, InvalidInputError, UnsupportedFeatureError
-from app.repositories.bulk import MAX_PARAMETERS, MAX_ROWS, batches, returns_ids, value_bytes
+from app.repositories.batching import MAX_PARAMETERS, MAX_ROWS, batches, returns_ids, value_bytes
 from app.repositories.validation import ModelColumns
 
 _STREAM_ROWS = 64  # records made at a time for COPY (about 400 KB with 1536-d vectors)

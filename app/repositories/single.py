@@ -15,7 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-from app.repositories.bulk import returns_ids, row_of
+from app.repositories.batching import returns_ids
+from app.repositories.bulk import row_of
 from app.repositories.driver import Runner
 from app.repositories.rows import entity_rows
 from app.repositories.validation import ModelColumns

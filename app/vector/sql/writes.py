@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from app.repositories.bulk import MAX_PARAMETERS, MAX_ROWS, STATEMENT_BYTES
+from app.repositories.batching import MAX_PARAMETERS, MAX_ROWS, STATEMENT_BYTES
 
 Row = tuple[int, Any, str | None]  # id, encoded vector, embedding model (None keeps the stored)
 
