@@ -91,40 +91,35 @@ class DataLayer:
         """Revert the schema to ``revision``; an external store drops the collections of a
         database identity the downgrade removed (they could never be read again)."""
         from app import migrations
+        from app.vector.outbox.identity import IDENTITY_TABLE
+        from app.vector.outbox.table import has_outbox
 
         feed = await self._feed()
         namespace = None
-        if feed is not None:
-            try:
-                async with AsyncSession(self.engine) as session:
-                    await feed.ready(session)
-                namespace = feed.namespace
-            except Exception as exc:  # no identity yet: nothing of this life to drop
-                log.debug("no database identity before the downgrade: %s", exc)
-        await migrations.downgrade(self.engine, revision)
-        self._forget_schema()
-        if feed is None or namespace is None:
-            return
-        try:
+        if feed is not None and await has_outbox(self.engine, IDENTITY_TABLE):
             async with AsyncSession(self.engine) as session:
                 await feed.ready(session)
-        except Exception:  # the identity went with the downgrade
-            from app.vector.port import COLLECTIONS
+            namespace = feed.namespace
+        await migrations.downgrade(self.engine, revision)
+        self._forget_schema(feed)
+        if feed is None or namespace is None or await has_outbox(self.engine, IDENTITY_TABLE):
+            return
+        from app.vector.port import COLLECTIONS
 
-            feed.store.use_namespace(namespace)
-            for collection in COLLECTIONS:
-                await feed.store.drop(collection)
-            feed.reset()
+        feed.store.use_namespace(namespace)  # the identity that went, to drop its collections
+        for collection in COLLECTIONS:
+            await feed.store.drop(collection)
+        feed.store.use_namespace(None)
 
-    def _forget_schema(self) -> None:
+    def _forget_schema(self, feed: StoreFeed | None = None) -> None:
         """After a migration: detect the index again, read the database's identity again."""
+        chosen = getattr(self.vector_index, "_chosen", self.vector_index)
+        feed = feed or (store_feed(chosen, self.engine) if chosen is not None else None)
+        if feed is not None:
+            feed.reset()
         redetect = getattr(self.vector_index, "reset", None)  # the schema may offer pgvector now
         if redetect is not None:
             redetect()
-        chosen = getattr(self.vector_index, "_chosen", self.vector_index)
-        feed = store_feed(chosen, self.engine) if chosen is not None else None
-        if feed is not None:
-            feed.reset()
 
     async def vector_feed(self) -> StoreFeed | None:
         """The external store fed from the rows (Chroma, Weaviate), its collections named by
@@ -177,10 +172,13 @@ class DataLayer:
         collection: str | None = None,
         *,
         from_store: bool = False,
+        new_identity: bool = False,
         on_progress: Progress | None = None,
     ) -> list[RebuildReport]:
         """Recreate the external store's collections from the rows; ``from_store`` first copies
-        the vectors of a store written before the rows held them into the rows."""
+        the vectors of a store written before the rows held them into the rows; ``new_identity``
+        first gives the database a new identity (a copy of another database shares its
+        identity, and so its store, until then)."""
         from app.errors import UnsupportedFeatureError
         from app.vector.outbox.reconcile import import_from_store, rebuild
 
@@ -190,6 +188,12 @@ class DataLayer:
                 "the vector index is the rows themselves (pgvector or exact): there is no store "
                 "to rebuild; set VECTOR_DATABASE=chroma or weaviate to feed one"
             )
+        if new_identity:
+            from app.vector.outbox.identity import renew_identity
+
+            async with AsyncSession(self.engine) as session, session.begin():
+                await renew_identity(session)
+            feed.reset()
         if from_store:
             await import_from_store(feed, on_progress=on_progress)
         return await rebuild(feed, collection, on_progress=on_progress)

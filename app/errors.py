@@ -39,7 +39,9 @@ class RetryableError(DataLayerError):
 
 # SQLSTATE classes and MySQL error numbers, by what they mean to a caller.
 _PG_RETRYABLE = {"40001", "40P01"}
-_MYSQL_RETRYABLE = {1213, 1205}
+# 1467: InnoDB's AUTO-INC lock lost in a deadlock (reported as "Failed to read auto-increment
+# value"): the statement can be retried as a deadlock can.
+_MYSQL_RETRYABLE = {1213, 1205, 1467}
 _PG_CONFLICT = {"23505", "23503"}
 _MYSQL_CONFLICT = {1062, 1451, 1452, 1216, 1217, 1586}
 _PG_INVALID = {"22P02", "22021", "23514", "23502", "22001", "22003", "22007", "22008"}

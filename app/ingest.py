@@ -34,7 +34,7 @@ from app.domain import CodeExample, CrawledPage, Source
 from app.errors import InvalidInputError, translate_errors
 from app.repositories import bulk
 from app.repositories.bulk_insert import can_insert_with_columns
-from app.repositories.state import note_deleted
+from app.repositories.state import note_changed
 from app.repositories.validation import columns_of, validator_for
 from app.vector.factory import concrete_view, store_feed
 from app.vector.port import VectorRecord
@@ -329,5 +329,5 @@ async def _delete_urls(uow: SqlAlchemyUnitOfWork, collection: str, urls: list[st
             result = await uow.session.execute(sa.delete(table).where(where))
         removed += int(result.rowcount)  # type: ignore[attr-defined]
     if removed:
-        note_deleted(uow.session, table.name)
+        note_changed(uow.session, table.name)
     return removed

@@ -4,11 +4,13 @@
   stores (Chroma, Weaviate) name their collections with it, so a store left by another database,
   or by an earlier life of this one (file deleted, ``downgrade base``), is never read as this
   one's. ``external_store`` says whether an external store is fed from this database.
-- Deletes of chunk rows queue a ``delete`` in ``archon_vector_outbox`` (batch ``deleted``) while
-  an external store is fed, whatever deleted them: a repository, a cascade from the source, plain
-  SQL. PostgreSQL: one statement-level trigger per table (transition table); SQLite: row triggers
-  (foreign-key cascades fire them); MySQL/MariaDB: row triggers, plus one on ``archon_sources``
-  for its chunks, since MySQL's cascades fire no triggers.
+- While an external store is fed, chunk rows deleted queue a ``delete`` in ``archon_vector_outbox``
+  (batch ``queued``), and chunk rows whose stored fields change (``source_id``, ``url``,
+  ``chunk_number``, ``embedding_model``, ``metadata``, ``content``) queue an ``upsert``, whatever
+  changed them: a repository, a cascade from the source, plain SQL. PostgreSQL: a statement-level
+  trigger per table for deletes (transition table), a row trigger for updates; SQLite: row
+  triggers (foreign-key cascades fire them); MySQL/MariaDB: row triggers, plus one on
+  ``archon_sources`` for its chunks, since MySQL's cascades fire no triggers.
 - SQLite: the chunk tables are rebuilt with ``AUTOINCREMENT``, so a deleted row's id is never
   handed out again (MySQL/MariaDB and PostgreSQL never reuse one). Downgrading keeps it.
 
@@ -37,6 +39,9 @@ OUTBOX = "archon_vector_outbox"
 CHUNKS = {"archon_crawled_pages": "crawled_pages", "archon_code_examples": "code_examples"}
 FED = f"EXISTS (SELECT 1 FROM {IDENTITY} WHERE external_store IS NOT NULL)"
 NOW = {"postgresql": "now()", "sqlite": "CURRENT_TIMESTAMP", "mysql": "UTC_TIMESTAMP(6)"}
+QUEUED = "queued"  # the outbox batch of what the triggers queue
+# What a store's record holds of its row besides the vector: a change queues the row again.
+WATCHED = ("source_id", "url", "chunk_number", "embedding_model", "metadata", "content")
 
 
 def upgrade() -> None:
@@ -52,12 +57,12 @@ def upgrade() -> None:
 def downgrade() -> None:
     dialect = _dialect()
     for table in CHUNKS:
-        if dialect == "postgresql":
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_vector_deleted ON {table}")
-        else:
-            op.execute(f"DROP TRIGGER IF EXISTS {table}_vector_deleted")
+        for suffix in ("deleted", "changed"):
+            on = f" ON {table}" if dialect == "postgresql" else ""
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_vector_{suffix}{on}")
     if dialect == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS archon_vector_deleted()")
+        op.execute("DROP FUNCTION IF EXISTS archon_vector_changed()")
     if dialect == "mysql":
         op.execute("DROP TRIGGER IF EXISTS archon_sources_vector_deleted")
     op.drop_table(IDENTITY)
@@ -81,55 +86,85 @@ def _create_identity(dialect: str) -> None:
     op.bulk_insert(table, [{"id": 1, "identity": str(uuid.uuid4()), "external_store": None}])
 
 
-def _queue(dialect: str, collection: str, ids: str, source: str) -> str:
-    """INSERT of one ``delete`` per id that ``source`` yields, only while a store is fed."""
+def _queue(dialect: str, collection: str, op_name: str, ids: str, source: str) -> str:
+    """INSERT of one operation per id that ``source`` yields, only while a store is fed."""
     now = NOW[dialect]
     text_id = f"CAST({ids} AS TEXT)" if dialect != "mysql" else f"CAST({ids} AS CHAR)"
     return (
         f"INSERT INTO {OUTBOX} (batch, collection, record_id, op, attempts, created_at, "
-        f"updated_at) SELECT 'deleted', '{collection}', {text_id}, 'delete', 0, {now}, {now} "
+        f"updated_at) SELECT '{QUEUED}', {collection}, {text_id}, '{op_name}', 0, {now}, {now} "
         f"{source} {'AND' if ' WHERE ' in source else 'WHERE'} {FED}"
     )
 
 
-def _trigger_ddl(dialect: str) -> list[str]:
-    statements = []
-    if dialect == "postgresql":
-        # TG_ARGV[0] is the collection; plpgsql passes it to the statement as a parameter.
-        body = _queue("postgresql", "_", "d.id", "FROM deleted_rows d").replace("'_'", "TG_ARGV[0]")
-        statements.append(
-            "CREATE OR REPLACE FUNCTION archon_vector_deleted() RETURNS trigger "
-            f"LANGUAGE plpgsql AS $$ BEGIN {body}; RETURN NULL; END $$"
-        )
-    for table, collection in CHUNKS.items():
-        name = f"{table}_vector_deleted"
-        if dialect == "postgresql":
-            statements.append(
-                f"CREATE TRIGGER {name} AFTER DELETE ON {table} REFERENCING OLD TABLE AS "
-                f"deleted_rows FOR EACH STATEMENT EXECUTE FUNCTION "
-                f"archon_vector_deleted('{collection}')"
-            )
-        else:
-            insert = _queue(dialect, collection, "OLD.id", "FROM (SELECT 1) AS one")
-            if dialect == "sqlite":
-                statements.append(
-                    f"CREATE TRIGGER {name} AFTER DELETE ON {table} BEGIN {insert}; END"
-                )
-            else:
-                statements.append(
-                    f"CREATE TRIGGER {name} AFTER DELETE ON {table} FOR EACH ROW {insert}"
-                )
+def _changed(dialect: str) -> str:
+    """The condition that a watched column changed (NULL-safe)."""
     if dialect == "mysql":
-        # MySQL's foreign-key cascades fire no triggers: queue a source's chunks as it goes.
-        parts = [
-            _queue("mysql", collection, "c.id", f"FROM {table} c WHERE c.source_id = "
-                   "OLD.source_id")
-            for table, collection in CHUNKS.items()
-        ]  # fmt: skip
-        statements.append(
-            "CREATE TRIGGER archon_sources_vector_deleted BEFORE DELETE ON archon_sources "
-            f"FOR EACH ROW BEGIN {'; '.join(parts)}; END"
+        return "NOT (" + " AND ".join(f"OLD.{c} <=> NEW.{c}" for c in WATCHED) + ")"
+    different = "IS DISTINCT FROM" if dialect == "postgresql" else "IS NOT"
+    return "(" + " OR ".join(f"OLD.{c} {different} NEW.{c}" for c in WATCHED) + ")"
+
+
+def _trigger_ddl(dialect: str) -> list[str]:
+    if dialect == "postgresql":
+        return _postgresql_triggers()
+    statements = []
+    for table, collection in CHUNKS.items():
+        name = f"'{collection}'"
+        deleted = _queue(dialect, name, "delete", "OLD.id", "FROM (SELECT 1) AS one")
+        changed = _queue(
+            dialect, name, "upsert", "NEW.id", f"FROM (SELECT 1) AS one WHERE {_changed(dialect)}"
         )
+        if dialect == "sqlite":
+            statements += [
+                f"CREATE TRIGGER {table}_vector_deleted AFTER DELETE ON {table} "
+                f"BEGIN {deleted}; END",
+                f"CREATE TRIGGER {table}_vector_changed AFTER UPDATE OF {', '.join(WATCHED)} "
+                f"ON {table} BEGIN {changed}; END",
+            ]
+        else:
+            statements += [
+                f"CREATE TRIGGER {table}_vector_deleted AFTER DELETE ON {table} "
+                f"FOR EACH ROW {deleted}",
+                f"CREATE TRIGGER {table}_vector_changed AFTER UPDATE ON {table} "
+                f"FOR EACH ROW {changed}",
+            ]
+    if dialect != "mysql":
+        return statements
+    # MySQL's foreign-key cascades fire no triggers: queue a source's chunks as it goes.
+    parts = [
+        _queue("mysql", f"'{collection}'", "delete", "c.id",
+               f"FROM {table} c WHERE c.source_id = OLD.source_id")
+        for table, collection in CHUNKS.items()
+    ]  # fmt: skip
+    statements.append(
+        "CREATE TRIGGER archon_sources_vector_deleted BEFORE DELETE ON archon_sources "
+        f"FOR EACH ROW BEGIN {'; '.join(parts)}; END"
+    )
+    return statements
+
+
+def _postgresql_triggers() -> list[str]:
+    # TG_ARGV[0] is the collection; plpgsql passes it to the statement as a parameter.
+    deleted = _queue("postgresql", "TG_ARGV[0]", "delete", "d.id", "FROM deleted_rows d")
+    changed = _queue("postgresql", "TG_ARGV[0]", "upsert", "NEW.id", "FROM (SELECT 1) AS one")
+    statements = [
+        "CREATE OR REPLACE FUNCTION archon_vector_deleted() RETURNS trigger "
+        f"LANGUAGE plpgsql AS $$ BEGIN {deleted}; RETURN NULL; END $$",
+        "CREATE OR REPLACE FUNCTION archon_vector_changed() RETURNS trigger "
+        f"LANGUAGE plpgsql AS $$ BEGIN {changed}; RETURN NULL; END $$",
+    ]
+    for table, collection in CHUNKS.items():
+        # One statement-level trigger per DELETE (its transition table holds every row); a row
+        # trigger for updates, fired only when a watched column is in the SET list and changed.
+        statements += [
+            f"CREATE TRIGGER {table}_vector_deleted AFTER DELETE ON {table} REFERENCING OLD "
+            f"TABLE AS deleted_rows FOR EACH STATEMENT EXECUTE FUNCTION "
+            f"archon_vector_deleted('{collection}')",
+            f"CREATE TRIGGER {table}_vector_changed AFTER UPDATE OF {', '.join(WATCHED)} ON "
+            f"{table} FOR EACH ROW WHEN {_changed('postgresql')} EXECUTE FUNCTION "
+            f"archon_vector_changed('{collection}')",
+        ]
     return statements
 
 

@@ -65,7 +65,7 @@ def ingest(
 
             return await ingest_documents(layer, source, documents, embedder, on_progress=advance)
 
-    report = with_layer(url, work)
+    report = with_layer(url, work, must_exist=True)
     out.print(
         f"source {source!r} ({report.source_id}): {len(documents)} file(s), {report.written} "
         f"chunk(s) written, {report.replaced} replaced, {report.vectors} vector(s) "
@@ -101,7 +101,7 @@ def search(
             embedding_model=embedder.model_name if mode != "keyword" else None,
         )
 
-    hits = with_layer(url, work, read_only=True)
+    hits = with_layer(url, work, must_exist=True)
     if not hits:
         out.print("no results", highlight=False)
         return

@@ -31,7 +31,7 @@ Rows = list[tuple[str, str]]
 
 def doctor(url: Url = None) -> None:
     """Print every detected capability of the configured database and vector backend."""
-    sections = with_layer(url, diagnose, read_only=True)
+    sections = with_layer(url, diagnose, must_exist=True)
     for title, rows in sections:
         table = Table(title=title, title_justify="left", show_header=False)
         table.add_column(style="bold")

@@ -84,7 +84,7 @@ def downgrade(
         await layer.downgrade(revision)
         return await migrations.current(layer.engine)
 
-    now = with_layer(url, work)
+    now = with_layer(url, work, must_exist=True)
     where = settings_for(url).safe_database_url
     out.print(f"{where} is at revision {now or '(base)'}", highlight=False)
 

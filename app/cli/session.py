@@ -56,17 +56,17 @@ def settings_for(url: str | None) -> Settings:
 
 
 def with_layer(
-    url: str | None, work: Callable[[DataLayer], Awaitable[T]], *, read_only: bool = False
+    url: str | None, work: Callable[[DataLayer], Awaitable[T]], *, must_exist: bool = False
 ) -> T:
     """Run ``work`` on a data layer built from the settings, closing it afterwards.
 
-    ``read_only`` commands never create a database: a SQLite file that is not there is an error
-    saying how to make it (a store folder is never made by a read either).
+    ``must_exist``: the command works on a database made before (reads, vector maintenance)
+    and never creates one: a SQLite file that is not there is an error saying how to make it.
     """
     from app.bootstrap import bootstrap
 
     settings = settings_for(url)
-    if read_only:
+    if must_exist:
         require_database_file(settings)
 
     async def main() -> T:

@@ -61,18 +61,27 @@ def pending_table(pending: list[PendingSummary]) -> Table:
 def sync(url: Url = None) -> None:
     """Apply the vector writes still pending in the outbox (idempotent; safe to repeat)."""
 
-    async def work(layer: DataLayer) -> tuple[int, list[PendingSummary]]:
+    async def work(layer: DataLayer) -> tuple[int, list[PendingSummary], list[tuple[str, str]]]:
         await require_schema(layer)
         report = await replay_pending(await layer.vector_feed())
-        return report.applied, await pending_summary(layer.engine)
+        pending = await pending_summary(layer.engine)
+        # The store's counts against the rows' (this also proves the store answers).
+        rows = [] if pending else await store_rows(layer, await resolved_index(layer))
+        return report.applied, pending, rows
 
-    applied, pending = with_layer(url, work)
+    applied, pending, rows = with_layer(url, work, must_exist=True)
     out.print(f"applied {applied} pending vector operation(s)", highlight=False)
     if pending:
         out.print(pending_table(pending))
         out.print("the store refused or could not be reached: run `archon-db vectors sync` again")
         raise typer.Exit(EXIT_PENDING)
-    out.print("the vector store is level with the database", highlight=False)
+    for name, value in rows:
+        out.print(f"  {name}: {value}", highlight=False)
+    out.print(
+        "no vector operation is pending (`archon-db vectors reconcile` compares the store with "
+        "the rows vector by vector)",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -85,7 +94,7 @@ def status(url: Url = None) -> None:
         index = await resolved_index(layer)
         return index, await store_rows(layer, index), await pending_summary(layer.engine)
 
-    index, rows, pending = with_layer(url, work, read_only=True)
+    index, rows, pending = with_layer(url, work, must_exist=True)
     caps = index.capabilities
     mode = "in the rows" if caps.transactional else "in the rows, copied to the store"
     out.print(f"vector index: {caps.name} (vectors {mode})", highlight=False)
@@ -112,7 +121,7 @@ def reconcile(
         with progress_bar("comparing") as advance:
             return await layer.reconcile_vectors(apply=apply, on_progress=advance)
 
-    checks = with_layer(url, work, read_only=not apply)
+    checks = with_layer(url, work, must_exist=True)
     table = Table(title="Vector store against the rows")
     for column in ("collection", "rows", "store", "orphans", "missing", "stale", "repaired"):
         table.add_column(column, justify="left" if column == "collection" else "right")
@@ -142,6 +151,14 @@ def rebuild(
             "not named by the database) into the rows that hold none.",
         ),
     ] = False,
+    new_identity: Annotated[
+        bool,
+        typer.Option(
+            "--new-identity",
+            help="Give this database a new identity first (a copy of another database: a "
+            "restored dump or a copied file shares the original's identity, hence its store).",
+        ),
+    ] = False,
     url: Url = None,
 ) -> None:
     """Recreate the external store from the rows (empty, new, deleted or broken store)."""
@@ -152,10 +169,10 @@ def rebuild(
         await require_schema(layer)
         with progress_bar("rebuilding") as advance:
             return await layer.rebuild_vectors(
-                collection, from_store=from_store, on_progress=advance
+                collection, from_store=from_store, new_identity=new_identity, on_progress=advance
             )
 
-    reports = with_layer(url, work)
+    reports = with_layer(url, work, must_exist=True)
     for report in reports:
         if report.moved_aside:
             out.print(f"the store could not be used; moved it to {report.moved_aside}")
@@ -184,7 +201,7 @@ def prune(
         await summarize(feed)  # names the store's collections by this database
         return list(await feed.store.foreign())
 
-    found = with_layer(url, names, read_only=True)
+    found = with_layer(url, names, must_exist=True)
     if not found:
         out.print("the store holds no other collections", highlight=False)
         return
@@ -197,7 +214,7 @@ def prune(
         assert feed is not None
         await feed.store.drop_foreign(found)
 
-    with_layer(url, drop)
+    with_layer(url, drop, must_exist=True)
     out.print(f"removed {len(found)} collection(s)", highlight=False)
 
 
@@ -220,11 +237,15 @@ def add_dimension(
     async def work(layer: DataLayer) -> str:
         await require_schema(layer)
         index = await resolved_index(layer)
+        feed = await layer.vector_feed()
         for name in targets:
-            await index.ensure_collection(name, dimension, metric)
+            if feed is not None:  # the rows' column, and the store's collection named for them
+                await feed.ensure_collection(name, dimension, metric)
+            else:
+                await index.ensure_collection(name, dimension, metric)
         return str(index.capabilities.name)
 
-    backend = with_layer(url, work)
+    backend = with_layer(url, work, must_exist=True)
     out.print(
         f"{backend}: {', '.join(targets)} ready for {dimension}-dimension vectors ({metric})",
         highlight=False,

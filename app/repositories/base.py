@@ -35,7 +35,7 @@ from app.repositories.paging import (
 )
 from app.repositories.rows import attach, attach_written, entity_rows
 from app.repositories.sql_filters import compile_filters, compile_node
-from app.repositories.state import FAILED, check_usable, mark_failed, note_deleted
+from app.repositories.state import FAILED, check_usable, mark_failed, note_changed
 from app.repositories.validation import ModelColumns, columns_of, validator_for
 
 T = TypeVar("T")
@@ -374,6 +374,7 @@ class SqlAlchemyRepository(Generic[T]):
                 entity = await self.session.get(self.model, key) if matched else None
         if entity is None:
             raise NotFoundError(f"{self._name} {id!r} does not exist")
+        note_changed(self.session, self.table.name)
         return entity
 
     def _update_statement(self, key: Any, checked: dict[str, Any]) -> Any:
@@ -390,6 +391,7 @@ class SqlAlchemyRepository(Generic[T]):
             for attr, value in checked.items():
                 setattr(entity, attr, value)
             await session.flush()
+        note_changed(session, self.table.name)
         return entity
 
     async def upsert_many(
@@ -402,7 +404,9 @@ class SqlAlchemyRepository(Generic[T]):
             return 0
         dialect = await self._dialect()
         async with self._write("upserting", len(items)):
-            return await bulk.upsert_all(self.session, dialect, plan, items)
+            written = await bulk.upsert_all(self.session, dialect, plan, items)
+        note_changed(self.session, self.table.name)
+        return written
 
     async def delete(self, id: Any) -> bool:
         """Delete the entity ``id``; whether it existed."""
@@ -430,7 +434,7 @@ class SqlAlchemyRepository(Generic[T]):
     ) -> int:
         async with self._single("deleting"):
             result = await self.session.execute(sa.delete(self.table).where(where))
-        note_deleted(self.session, self.table.name)
+        note_changed(self.session, self.table.name)
         self._forget(matches)
         return int(result.rowcount)  # type: ignore[attr-defined]
 

@@ -12,7 +12,7 @@ from app.domain import CodeExample, CrawledPage, PageMetadata, Source
 from app.errors import InvalidInputError, translate_errors
 from app.repositories.base import SqlAlchemyRepository
 from app.repositories.ports import SourceSummary
-from app.repositories.state import note_deleted
+from app.repositories.state import note_changed
 from app.repositories.validation import columns_of
 
 T = TypeVar("T")
@@ -63,7 +63,7 @@ class SqlAlchemySourceRepository(SqlAlchemyRepository[Source]):
                 stmt = sa.delete(model).where(columns_of(model).table.c.source_id == key)
                 result = await self.session.execute(stmt)
                 removed += int(result.rowcount)  # type: ignore[attr-defined]
-        note_deleted(self.session, self.table.name)
+        note_changed(self.session, self.table.name)
         return removed
 
     async def list_with_counts(

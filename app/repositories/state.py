@@ -13,16 +13,16 @@ from typing import Any
 from app.errors import DataLayerError
 
 FAILED = "archon_failed"
-# Chunk rows (or a source, whose chunks go with it) were deleted: an external vector store has
-# deletes queued by the database's triggers to apply after the commit.
-ROWS_DELETED = "archon_rows_deleted"
+# Chunk rows were deleted or changed (or a source, whose chunks go with it, was deleted): an
+# external vector store has operations queued by the database's triggers to apply after commit.
+ROWS_CHANGED = "archon_rows_changed"
 VECTOR_TABLES = frozenset({"archon_sources", "archon_crawled_pages", "archon_code_examples"})
 
 
-def note_deleted(session: Any, table: str) -> None:
-    """Remember that rows of ``table`` were deleted, if vectors may have gone with them."""
+def note_changed(session: Any, table: str) -> None:
+    """Remember that rows of ``table`` were deleted or changed, if a store's copy may differ."""
     if table in VECTOR_TABLES:
-        session.info[ROWS_DELETED] = True
+        session.info[ROWS_CHANGED] = True
 
 
 def failed_message(action: str) -> str:

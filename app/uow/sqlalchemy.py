@@ -22,7 +22,7 @@ from app.errors import (
     translate_errors,
 )
 from app.repositories.lease import LEASE, Lease, LeasingSession, connected
-from app.repositories.state import FAILED, ROWS_DELETED, check_usable, failed_message
+from app.repositories.state import FAILED, ROWS_CHANGED, check_usable, failed_message
 
 if TYPE_CHECKING:
     from app.crypto import CredentialCipher
@@ -151,12 +151,12 @@ class SqlAlchemyUnitOfWork:
             await self._rolled_back(session)
             raise
         hooks, self._after_commit = self._after_commit, []
-        deleted = session.info.pop(ROWS_DELETED, False)
+        deleted = session.info.pop(ROWS_CHANGED, False)
         for hook in hooks:
             await hook()
         if deleted and self._vector_binder is not None:
             # Rows went (a cascade, a repository, ingest): an external store drops their vectors.
-            drain = getattr(self.vectors, "drain_deleted", None)
+            drain = getattr(self.vectors, "drain_queued", None)
             if drain is not None:
                 await drain()
 
@@ -165,7 +165,7 @@ class SqlAlchemyUnitOfWork:
         self._after_commit.clear()
         session = self.session
         session.info.pop(FAILED, None)
-        session.info.pop(ROWS_DELETED, None)
+        session.info.pop(ROWS_CHANGED, None)
         await self._rolled_back(session)
 
     @staticmethod

@@ -205,9 +205,9 @@ class _LazyBound:
             self._view = unit_of_work_binder(index, self._auto.engine)(self._uow)
         return self._view
 
-    async def drain_deleted(self) -> None:
+    async def drain_queued(self) -> None:
         """The chosen index's, when it feeds an external store."""
-        drain = getattr(await self._target(), "drain_deleted", None)
+        drain = getattr(await self._target(), "drain_queued", None)
         if drain is not None:
             await drain()
 

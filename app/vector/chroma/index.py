@@ -150,12 +150,12 @@ class ChromaVectorIndex:
         """The ids held for ``dimension``."""
         return await self._run("listing ids", self.store.stored_ids, collection, dimension)
 
-    async def stored_vectors(
+    async def stored_records(
         self, collection: str, dimension: int, ids: Sequence[str]
-    ) -> dict[str, Any]:
-        """id -> stored vector of those ``ids`` held for ``dimension``."""
+    ) -> dict[str, tuple[Any, dict[str, Any] | None]]:
+        """id -> (stored vector, metadata) of those ``ids`` held for ``dimension``."""
         return await self._run(
-            "reading vectors", self.store.stored_vectors, collection, dimension, list(ids)
+            "reading vectors", self.store.stored_records, collection, dimension, list(ids)
         )
 
     async def drop(self, collection: str) -> dict[int, str]:

@@ -22,6 +22,7 @@ from app.vector.chroma.metadata import (
     LAYOUT_KEY,
     ChromaDialect,
     Where,
+    metadata_of,
     stored_metadata,
     uses_flags,
 )
@@ -58,8 +59,9 @@ class ChromaStore:
 
     @property
     def present(self) -> bool:
-        """Whether the store exists (a server, or an embedded folder): reads never create one."""
-        return bool(self.url) or self._client is not None or os.path.isdir(self.path)
+        """Whether the store exists (a server, or an embedded folder): reads never create one.
+        Anything else at the folder's path counts, so that using it fails and says so."""
+        return bool(self.url) or self._client is not None or os.path.exists(self.path)
 
     def client(self) -> Any:
         """The Chroma client, created on first use."""
@@ -109,7 +111,7 @@ class ChromaStore:
 
     def quarantine(self) -> str | None:
         """Move an embedded store's folder aside (``<folder>.broken-<time>``); None for a server."""
-        if self.url or not os.path.isdir(self.path):
+        if self.url or not os.path.exists(self.path):
             return None
         self.release(hard=True)
         target = f"{self.path}.broken-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -218,15 +220,18 @@ class ChromaStore:
             return []
         return [id_ for id_, _ in self.scan(col, None, include=[])]
 
-    def stored_vectors(self, collection: str, dimension: int, ids: Sequence[str]) -> dict:
-        """id -> stored vector (float32) of those ``ids`` the collection holds."""
+    def stored_records(self, collection: str, dimension: int, ids: Sequence[str]) -> dict:
+        """id -> (stored vector, metadata) of those ``ids`` the collection holds."""
         col = self.collection(collection, dimension, create=False)
         found: dict[str, Any] = {}
         if col is None:
             return found
         for batch in batches(list(ids), self.batch_size):
-            got = col.get(ids=list(batch), include=["embeddings"])
-            found.update(zip(got["ids"], got["embeddings"], strict=True))
+            got = col.get(ids=list(batch), include=["embeddings", "metadatas"])
+            for id_, vector, meta in zip(
+                got["ids"], got["embeddings"], got["metadatas"], strict=True
+            ):
+                found[id_] = (vector, metadata_of(meta or {}))
         return found
 
     def metric(self, collection: str, dimension: int) -> str | None:

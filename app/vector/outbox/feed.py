@@ -59,9 +59,11 @@ class StoreFeed:
         self.fed = fed == self.name
         self.store.use_namespace(self.namespace)
 
-    async def ensure_collection(self, collection: str, dimension: int) -> None:
-        """The rows' column for ``dimension`` and the store's collection (cosine), if missing;
-        each in a short transaction of its own (no Unit of Work open)."""
+    async def ensure_collection(
+        self, collection: str, dimension: int, metric: str = "cosine"
+    ) -> None:
+        """The rows' column for ``dimension`` and the store's collection (``metric``), if
+        missing; each in a short transaction of its own (no Unit of Work open)."""
         if not self.rows.has_dimension(collection, dimension):
             await self.rows.ensure_collection(collection, dimension)
         if self.namespace is None:
@@ -69,7 +71,9 @@ class StoreFeed:
                 await self.ready(session)
         try:
             if dimension not in await self.store.dimensions(collection):
-                await self.store.ensure_collection(collection, dimension, "cosine")
+                await self.store.ensure_collection(collection, dimension, metric)
+            elif metric != "cosine":  # the store says whether the metric differs
+                await self.store.ensure_collection(collection, dimension, metric)
         except BackendUnavailableError as exc:  # made when the copies are applied
             log.info("vector store unreachable (%s); its collection is made later", exc)
 

@@ -65,3 +65,13 @@ async def set_external_store(executor: Any, name: str | None) -> bool:
     with translate_errors("recording the external vector store"):
         result = await executor.execute(statement.values(external_store=name))
     return bool(getattr(result, "rowcount", 0))
+
+
+async def renew_identity(executor: Any) -> str:
+    """Give this database a new identity (a copy of another database shares the original's);
+    its store's collections are then new ones, to be rebuilt."""
+    identity = str(uuid.uuid4())
+    statement = identity_table.update().where(identity_table.c.id == 1)
+    with translate_errors("renewing the database identity"):
+        await executor.execute(statement.values(identity=identity, external_store=None))
+    return identity

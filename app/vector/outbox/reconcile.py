@@ -13,6 +13,7 @@ rows held them (collections not named by the database) into rows that have none.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,10 +23,11 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import DataLayerError, InvalidInputError, translate_errors
+from app.vector.external.records import flatten
 from app.vector.outbox.identity import set_external_store
-from app.vector.outbox.rows import RowReader
-from app.vector.outbox.sync import sync_ids, write_records
-from app.vector.outbox.table import outbox
+from app.vector.outbox.rows import RowReader, RowVector
+from app.vector.outbox.sync import write_records
+from app.vector.outbox.table import drain, outbox, queue
 from app.vector.port import COLLECTIONS, VectorRecord, collection_table
 from app.vector.sql.common import ENTITIES
 
@@ -59,11 +61,17 @@ async def reconcile(
     for collection in COLLECTIONS:
         check, differing = await _compare(feed, collection, on_progress)
         if apply and differing:
-            for start in range(0, len(differing), SYNC_BATCH):
-                chunk = differing[start : start + SYNC_BATCH]
-                async with AsyncSession(feed.engine) as session, session.begin():
-                    await sync_ids(feed, session, collection, chunk)
-                check.repaired += len(chunk)
+            # Through the outbox, so a concurrent Unit of Work applying the same ids goes before
+            # or after the repair, never in between.
+            batch = f"reconcile-{uuid.uuid4().hex[:16]}"
+            await queue(feed.engine, collection, differing, batch)
+            report = await drain(feed, batch=batch)
+            if report.failed:
+                raise DataLayerError(
+                    f"{collection}: {report.failed} repair(s) failed and stay pending "
+                    f"(`archon-db vectors sync` retries): {'; '.join(report.errors)[:500]}"
+                )
+            check.repaired += len(differing)
         checks.append(check)
     return checks
 
@@ -110,21 +118,30 @@ async def _stale(
     stale, done = [], 0
     async for page in reader.pages(collection, dimension):
         both = [row for row in page if str(row.id) in held]
-        stored = await feed.store.stored_vectors(
+        stored = await feed.store.stored_records(
             collection, dimension, [str(row.id) for row in both]
         )
         for row in both:
-            vector = stored.get(str(row.id))
-            # Stores hand float32 values back with a rounding of their own (~1e-7).
-            same = vector is not None and np.allclose(
-                np.asarray(vector, dtype=np.float64), row.vector, rtol=1e-5, atol=1e-6
-            )
-            if not same:
+            if not _same(stored.get(str(row.id)), row):
                 stale.append(str(row.id))
         done += len(page)
         if on_progress is not None:
             on_progress(collection, done, 0)
     return stale
+
+
+def _same(stored: tuple[Any, dict[str, Any] | None] | None, row: RowVector) -> bool:
+    """Whether a store's record holds the row's vector and fields (compared as flattened, the
+    way the store holds them: absent and None alike, ints among floats widened)."""
+    if stored is None:
+        return False
+    vector, metadata = stored
+    # Stores hand float32 values back with a rounding of their own (~1e-7).
+    if not np.allclose(np.asarray(vector, dtype=np.float64), row.vector, rtol=1e-5, atol=1e-6):
+        return False
+    if metadata is None:  # a store that does not hand its metadata back
+        return True
+    return bool(flatten(metadata).values == flatten(row.metadata).values)
 
 
 @dataclass
@@ -144,18 +161,17 @@ async def rebuild(
     targets = [collection] if collection is not None else list(COLLECTIONS)
     for name in targets:
         collection_table(name)
-    moved = None
+    metrics: dict[str, dict[int, str]] = {name: {} for name in targets}
     try:
         metrics = await _drop(feed, targets)
+        return [await _rebuild_one(feed, name, metrics[name], on_progress) for name in targets]
     except DataLayerError as exc:
         if isinstance(exc, InvalidInputError):
             raise
-        moved = await _move_aside(feed, exc)
-        metrics = {name: {} for name in targets}
+        moved = await _move_aside(feed, exc)  # raises ``exc`` again for a server
     reports = [await _rebuild_one(feed, name, metrics[name], on_progress) for name in targets]
-    if moved is not None:
-        for report in reports:
-            report.moved_aside = moved
+    for report in reports:
+        report.moved_aside = moved
     return reports
 
 

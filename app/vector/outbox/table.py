@@ -2,7 +2,8 @@
 
 A row of ``archon_vector_outbox`` says "the record ``record_id`` of ``collection`` changed":
 written by ``uow.vectors`` in the Unit of Work's transaction (``op`` upsert or delete, ``batch``
-its call), or by the database's triggers when a chunk row is deleted (batch ``deleted``). The
+its call), or by the database's triggers when a chunk row is deleted or its stored fields change
+(batch ``queued``). The
 vector itself is in the row, never in the outbox. Applying an outbox row makes the store hold
 what the row holds now (``sync``): the row's record when it has a vector, nothing otherwise, so
 applying is idempotent and replays converge whatever their order. Applied rows are deleted; an
@@ -30,7 +31,7 @@ from app.vector.outbox.sync import sync_ids
 
 log = logging.getLogger(__name__)
 OUTBOX_TABLE = "archon_vector_outbox"
-DELETED_BATCH = "deleted"  # the batch of the deletes the database's triggers queue
+QUEUED_BATCH = "queued"  # the batch of what the database's triggers queue (migration 0004)
 PAGE = 500
 _SECRET = re.compile(
     r"(?i)(api[-_ ]?key|token|password|secret|authorization)([\"'\s:=]+)(bearer\s+)?[^\s\"',;}]+"
@@ -77,46 +78,70 @@ def mask_secrets(message: str) -> str:
 
 
 async def drain(feed: Any, *, batch: str | None = None) -> DrainReport:
-    """Apply pending operations: those touching ``batch``'s ids, or all of them page by page."""
+    """Apply pending operations: those of ``batch``, or all of them, page by page.
+
+    Every outbox row of a page's record ids is locked, whatever its batch, so that a concurrent
+    Unit of Work applying the same ids from memory (``apply``) goes before or after, never in
+    between: the store then ends holding what the rows hold.
+    """
     report = DrainReport()
     after = 0
     while True:
         async with AsyncSession(feed.engine, expire_on_commit=False) as session, session.begin():
-            rows = await _lock_rows(session, batch, after)
-            if not rows:
+            keys, last = await _candidates(session, batch, after)
+            if not keys:
                 return report
-            await feed.ready(session)
-            report.add(await _apply_rows(session, feed, rows))
-        if batch is not None and batch != DELETED_BATCH:
-            return report
-        after = max(row.id for row in rows)
+            rows = await lock_keys(session, keys)
+            if rows:
+                await feed.ready(session)
+                report.add(await _apply_rows(session, feed, rows))
+        after = last
 
 
-async def _lock_rows(session: AsyncSession, batch: str | None, after: int) -> list[Any]:
+async def _candidates(
+    session: AsyncSession, batch: str | None, after: int
+) -> tuple[dict[str, list[str]], int]:
+    """The record ids of the next page of pending rows (of ``batch``), by collection."""
+    page = sa.select(outbox.c.id, outbox.c.collection, outbox.c.record_id).where(
+        outbox.c.id > after
+    )
+    if batch is not None:
+        page = page.where(outbox.c.batch == batch)
+    with translate_errors("reading the vector outbox"):
+        found = (await session.execute(page.order_by(outbox.c.id).limit(PAGE))).all()
+    keys: dict[str, dict[str, None]] = {}
+    for row in found:
+        keys.setdefault(row.collection, {})[row.record_id] = None
+    return {c: list(ids) for c, ids in keys.items()}, max((r.id for r in found), default=after)
+
+
+async def lock_keys(session: AsyncSession, keys: dict[str, list[str]]) -> list[Any]:
+    """Every outbox row of these record ids, locked, oldest first."""
+    rows: list[Any] = []
     columns = sa.select(outbox).order_by(outbox.c.id).with_for_update()
     with translate_errors("reading the vector outbox"):
-        if batch is None or batch == DELETED_BATCH:
-            page = columns.where(outbox.c.id > after).limit(PAGE)
-            if batch is not None:
-                page = page.where(outbox.c.batch == batch)
-            return list((await session.execute(page)).all())
-        keys = (
-            await session.execute(
-                sa.select(outbox.c.collection, outbox.c.record_id)
-                .where(outbox.c.batch == batch)
-                .distinct()
-            )
-        ).all()
-        rows: list[Any] = []
-        by_collection: dict[str, list[str]] = {}
-        for collection, record_id in keys:
-            by_collection.setdefault(collection, []).append(record_id)
-        for collection, ids in by_collection.items():
+        for collection, ids in sorted(keys.items()):
             for start in range(0, len(ids), PAGE):
-                chunk = ids[start : start + PAGE]
+                chunk = sorted(ids[start : start + PAGE])
                 where = (outbox.c.collection == collection) & outbox.c.record_id.in_(chunk)
                 rows.extend((await session.execute(columns.where(where))).all())
-        return sorted(rows, key=lambda row: row.id)
+    return sorted(rows, key=lambda row: row.id)
+
+
+async def queue(
+    engine: AsyncEngine, collection: str, ids: list[str], batch: str, op: str = "upsert"
+) -> None:
+    """Record that these ids must be made to hold what their rows hold (then ``drain(batch)``)."""
+    now = utcnow()
+    rows = [
+        {"batch": batch, "collection": collection, "record_id": id_, "op": op, "attempts": 0,
+         "created_at": now, "updated_at": now}
+        for id_ in ids
+    ]  # fmt: skip
+    async with AsyncSession(engine) as session, session.begin():
+        with translate_errors("recording vector operations in the outbox"):
+            for start in range(0, len(rows), PAGE):
+                await session.execute(outbox.insert(), rows[start : start + PAGE])
 
 
 async def _apply_rows(session: AsyncSession, feed: Any, rows: list[Any]) -> DrainReport:

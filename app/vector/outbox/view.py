@@ -14,24 +14,34 @@ hits stand or the store has no more. Counts are the rows'.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
 
-from app.errors import BackendUnavailableError, InvalidInputError, translate_errors
+from app.errors import (
+    BackendUnavailableError,
+    InvalidInputError,
+    NotFoundError,
+    RetryableError,
+    translate_errors,
+)
+from app.filters import fields_of as filter_fields
 from app.filters import parse_filters
 from app.vector.external.records import PreparedGroup, by_dimension, prepare_group
 from app.vector.outbox.apply import Recorded, apply_recorded
 from app.vector.outbox.rows import as_vector, chunk_fields, fields_of
-from app.vector.outbox.table import DELETED_BATCH, DrainReport, drain, mask_secrets, outbox
+from app.vector.outbox.table import QUEUED_BATCH, DrainReport, drain, mask_secrets, outbox
 from app.vector.port import Metric, RecordId, VectorHit, VectorRecord, collection_table
 from app.vector.sql.common import ENTITIES, HIT_FIELDS, embedding_column, row_ids
 
 log = logging.getLogger(__name__)
 SCORE_TOLERANCE = 1e-3
+APPLY_ATTEMPTS = 4
 MAX_CANDIDATES = 4096
 
 
@@ -72,6 +82,11 @@ class StoreView:
         await self.feed.ready(self.uow.session)
         await self.rows.upsert(collection, list(latest.values()))
         fields = await self._fields(collection, list(latest))
+        gone = [rid for rid in latest if rid not in fields]
+        if gone:  # deleted by a concurrent transaction since the vectors were written
+            raise NotFoundError(
+                f"no {collection_table(collection)} rows with ids {gone[:10]}: deleted meanwhile"
+            )
         derived = [
             VectorRecord(rid, record.vector, fields[rid][0], fields[rid][1])
             for rid, record in latest.items()
@@ -154,7 +169,36 @@ class StoreView:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInputError(f"k must be an integer of at least 1, got {k!r}")
         collection_table(collection)
+        # Checked against the rows' columns (unknown fields, wrong types) before anything runs.
+        self.rows.filter_clause(collection, filters, embedding_model)
+        if not stored_fields_only(filters):  # e.g. id or content: the store does not hold them
+            return list(await self.rows.query(collection, vector, k, filters,
+                                              embedding_model=embedding_model))  # fmt: skip
         await self.feed.ready(self.uow.session)
+        kept = await self._from_store(collection, vector, k, filters, embedding_model)
+        if len(kept) < k and await self._matching(
+            collection, vector, filters, embedding_model
+        ) > len(kept):
+            # The store holds fewer than the rows (a new, emptied or drifted store): answer from
+            # the rows, exactly, and say what repairs the store.
+            log.warning(
+                "%s: the %s store lacks vectors the rows hold; answering from the rows. Run "
+                "`archon-db vectors reconcile --apply` (or `rebuild`)",
+                collection,
+                self.feed.name,
+            )
+            return list(await self.rows.query(collection, vector, k, filters,
+                                              embedding_model=embedding_model))  # fmt: skip
+        return kept
+
+    async def _from_store(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        k: int,
+        filters: Mapping[str, Any] | None,
+        embedding_model: str | None,
+    ) -> list[VectorHit]:
         fetch, dropped, kept = k, 0, []
         while True:
             hits = await self.index.query(
@@ -176,6 +220,23 @@ class StoreView:
         return getattr(self.index, name)
 
     # -- reading rows ------------------------------------------------------------------------
+
+    async def _matching(
+        self,
+        collection: str,
+        vector: Sequence[float],
+        filters: Mapping[str, Any] | None,
+        embedding_model: str | None,
+    ) -> int:
+        """How many rows hold a vector of this length and match the filters."""
+        table = ENTITIES[collection].__table__
+        column: Any = sa.literal_column(embedding_column(len(vector)))
+        if len(vector) not in await self.rows.dimensions(collection):
+            return 0
+        where = self.rows.filter_clause(collection, filters, embedding_model)
+        statement = sa.select(sa.func.count()).select_from(table).where(column.is_not(None), where)
+        with translate_errors(f"counting the vectors of {table.name}"):
+            return int((await self.uow.session.execute(statement)).scalar_one())
 
     async def _fields(self, collection: str, ids: list[int]) -> dict[int, tuple[dict, str]]:
         table = ENTITIES[collection].__table__
@@ -280,15 +341,15 @@ class StoreView:
         """After commit: apply this Unit of Work's writes to the store."""
         recorded, self._recorded = self._recorded, []
         if recorded:
-            await self._applying(apply_recorded(self.feed, recorded))
+            await self._applying(lambda: apply_recorded(self.feed, recorded))
 
-    async def drain_deleted(self) -> None:
-        """After a commit that deleted rows: apply the deletes the database queued for them."""
-        await self._applying(drain(self.feed, batch=DELETED_BATCH))
+    async def drain_queued(self) -> None:
+        """After a commit that deleted or changed chunk rows: apply what the database queued."""
+        await self._applying(lambda: drain(self.feed, batch=QUEUED_BATCH))
 
-    async def _applying(self, work: Any) -> None:
+    async def _applying(self, work: Callable[[], Awaitable[DrainReport]]) -> None:
         try:
-            report = await work
+            report = await _retrying(work)
         except Exception as exc:  # the commit stands; the rows stay pending for a replay
             message = mask_secrets(f"{type(exc).__name__}: {exc}")
             log.warning(
@@ -305,6 +366,24 @@ class StoreView:
                 "; ".join(report.errors),
             )
         self.last_report = report
+
+
+async def _retrying(work: Callable[[], Awaitable[DrainReport]]) -> DrainReport:
+    """``work()``, again after a deadlock or serialization failure (a few times, backing off)."""
+    for attempt in range(APPLY_ATTEMPTS):
+        try:
+            return await work()
+        except RetryableError:
+            if attempt == APPLY_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.05 * 2**attempt * (1 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def stored_fields_only(filters: Mapping[str, Any] | None) -> bool:
+    """Whether a filter only addresses fields a store's records hold (``HIT_FIELDS``)."""
+    fields = filter_fields(parse_filters(filters))
+    return all(field.split(".", 1)[0] in HIT_FIELDS for field in fields)
 
 
 def row_score(metric: str, query: np.ndarray, vector: np.ndarray) -> float:

@@ -23,6 +23,7 @@ from app.vector.port import RecordId
 
 # The lengths Archon's schema ships columns for; any other gets its own column on demand.
 ARCHON_DIMENSIONS = (384, 768, 1024, 1536, 3072)
+MAX_ROW_ID = 2**63 - 1  # bigint
 MAX_DIMENSION = 16_000  # pgvector's limit for ``vector``; far beyond any embedding model
 ENTITIES: dict[str, Any] = {"crawled_pages": CrawledPage, "code_examples": CodeExample}
 ENTITIES_BY_TABLE: dict[str, Any] = {e.__tablename__: e for e in ENTITIES.values()}
@@ -69,9 +70,14 @@ def row_ids(ids: Sequence[RecordId]) -> list[int]:
     out = []
     for raw in ids:
         try:
-            out.append(int(raw))
+            if isinstance(raw, bool | float):
+                raise TypeError(raw)
+            value = int(raw)
         except (TypeError, ValueError):
             raise InvalidInputError(f"vector ids are the rows' integer ids, got {raw!r}") from None
+        if not 1 <= value <= MAX_ROW_ID:
+            raise InvalidInputError(f"a row id is in 1..{MAX_ROW_ID}, got {value}")
+        out.append(value)
     return out
 
 

@@ -208,11 +208,12 @@ class WeaviateVectorIndex:
         """The ids held for ``dimension``."""
         return list(await self._objects(collection, dimension, None, vectors=False))
 
-    async def stored_vectors(
+    async def stored_records(
         self, collection: str, dimension: int, ids: Sequence[str]
-    ) -> dict[str, Any]:
-        """id -> stored vector of those ``ids`` held for ``dimension``."""
-        return await self._objects(collection, dimension, list(ids), vectors=True)
+    ) -> dict[str, tuple[Any, dict[str, Any] | None]]:
+        """id -> (stored vector, metadata) of those ``ids`` held for ``dimension``."""
+        found = await self._objects(collection, dimension, list(ids), vectors=True)
+        return {id_: (vector, None) for id_, vector in found.items()}
 
     async def _objects(
         self, collection: str, dimension: int, ids: list[str] | None, *, vectors: bool
