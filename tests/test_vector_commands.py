@@ -20,6 +20,7 @@ from app.cli import _register
 from app.cli import app as cli
 from app.config import Settings
 from app.domain import CrawledPage, Source
+from app.vector.port import VectorRecord
 from tests.support import fetch_scalar
 from tests.vector_fixtures import clustered
 
@@ -201,7 +202,8 @@ async def test_doctor_names_another_lifes_store_and_prune_removes_it(tmp_path: P
 @pytest.mark.parametrize(
     "args",
     [["search", "anything"], ["doctor"], ["vectors", "status"], ["migrate", "current"],
-     ["migrate", "check"]],
+     ["migrate", "check"], ["vectors", "sync"], ["vectors", "rebuild"], ["vectors", "reconcile"],
+     ["migrate", "downgrade", "base"]],
 )  # fmt: skip
 async def test_read_only_commands_create_nothing(tmp_path: Path, args: list[str]) -> None:
     env: dict[str, str | None] = {
@@ -224,3 +226,98 @@ async def test_a_server_database_gets_no_implicit_store_folder(tmp_path: Path) -
     assert result.exit_code == 2
     assert "CHROMA_URL" in result.output and "CHROMA_PATH" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_add_dimension_makes_the_column_and_this_databases_collection(
+    tmp_path: Path,
+) -> None:
+    layer, _ = await migrated(tmp_path, n=1)
+    await layer.aclose()
+    env = env_for(tmp_path)
+
+    added = await run(["vectors", "add-dimension", "100", "--metric", "l2"], env)
+    assert added.exit_code == 0, added.output
+    again = bootstrap(Settings(_env_file=None, database_url=env["DATABASE_URL"]))
+    feed = await again.vector_feed()
+    assert feed is not None
+    assert (await feed.store.dimensions(COLLECTION)).get(100) == "l2"
+    assert await feed.store.foreign() == []
+    async with again.uow() as uow:
+        (page,) = await uow.pages.list({"source_id": "src-a"})
+        await uow.vectors.upsert(COLLECTION, [VectorRecord(page.id, [0.5] * 100)])
+        await uow.commit()
+    (hit,) = await again.search(COLLECTION, vector=[0.5] * 100, k=1)
+    assert hit.entity.id == page.id and hit.score == pytest.approx(0.0, abs=1e-5)  # -distance
+    await again.aclose()
+
+
+async def test_downgrade_base_drops_the_collections_of_the_detected_store(
+    tmp_path: Path,
+) -> None:
+    layer, _ = await migrated(tmp_path, n=3)  # VECTOR_DATABASE unset: Chroma by detection
+    feed = await layer.vector_feed()
+    assert feed is not None and await feed.store.dimensions(COLLECTION)
+    await layer.aclose()
+    env = env_for(tmp_path)
+
+    assert (await run(["migrate", "downgrade", "base"], env)).exit_code == 0
+    client = chromadb.PersistentClient(
+        str(tmp_path / "archon.db-chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    assert [c.name for c in client.list_collections()] == []
+
+
+async def test_rebuild_moves_aside_a_file_where_the_store_folder_should_be(
+    tmp_path: Path,
+) -> None:
+    layer, ids = await migrated(tmp_path, n=4)
+    await layer.aclose()
+    shutil.rmtree(tmp_path / "archon.db-chroma")
+    (tmp_path / "archon.db-chroma").write_text("not a folder")
+
+    rebuilt = await run(["vectors", "rebuild"], env_for(tmp_path))
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "moved it to" in rebuilt.output and (tmp_path / "archon.db-chroma").is_dir()
+
+
+async def test_a_copied_database_gets_its_own_identity_and_store(tmp_path: Path) -> None:
+    layer, ids = await migrated(tmp_path, n=5)
+    await layer.aclose()
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(tmp_path / "archon.db", copy / "archon.db")
+    store = str(tmp_path / "archon.db-chroma")  # both point at one store, as a clone would
+    env = env_for(copy, CHROMA_PATH=store)
+    before = await fetch_scalar(
+        bootstrap(Settings(_env_file=None, database_url=env["DATABASE_URL"])),
+        "SELECT identity FROM archon_database_identity",
+    )
+
+    rebuilt = await run(["vectors", "rebuild", "--new-identity"], env)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    clone = bootstrap(Settings(_env_file=None, database_url=env["DATABASE_URL"],
+                               chroma_path=store))  # fmt: skip
+    assert await fetch_scalar(clone, "SELECT identity FROM archon_database_identity") != before
+    async with clone.uow() as uow:  # the copy deletes a page: the original's store keeps it
+        await uow.pages.delete(ids[0])
+        await uow.commit()
+    await clone.aclose()
+    original = bootstrap(Settings(_env_file=None, database_url=env_for(tmp_path)["DATABASE_URL"]))
+    (hit,) = await original.search(COLLECTION, vector=list(VECTORS[0]), k=1)
+    assert hit.entity.id == ids[0]
+    assert all(check.level for check in await original.reconcile_vectors())
+    await original.aclose()
+
+
+def test_a_lost_auto_increment_lock_is_retryable() -> None:
+    import pymysql
+    from sqlalchemy import exc as sa_exc
+
+    from app.errors import RetryableError, translate_errors
+
+    # MariaDB reports a deadlock on InnoDB's AUTO-INC lock (taken by the triggers' INSERT ...
+    # SELECT into the outbox) as 1467, not 1213.
+    lost = pymysql.err.OperationalError(1467, "Failed to read auto-increment value")
+    with pytest.raises(RetryableError):
+        with translate_errors("writing"):
+            raise sa_exc.OperationalError("INSERT ...", {}, lost)

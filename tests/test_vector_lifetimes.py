@@ -7,8 +7,10 @@ change a vector behind the store's back, and check the store against the rows wi
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from app.bootstrap import DataLayer, bootstrap
 from app.config import Settings
 from app.domain import CrawledPage, Source
+from app.errors import InvalidInputError, NotFoundError
 from app.vector.port import VectorRecord
 from tests.support import Backend, LayerFactory, execute, fetch_all, fetch_scalar
 from tests.vector_fixtures import clustered
@@ -164,8 +167,9 @@ async def test_a_removed_store_folder_is_rebuilt_from_the_rows(
     await chroma_layer.vector_index.aclose()
     shutil.rmtree(tmp_path / "store")
 
+    # The store is gone, the rows are not: search answers from them (and says what to run).
     hits = await chroma_layer.search(COLLECTION, vector=list(VECTORS[0]), k=3)
-    assert hits == []  # the store is gone; the rows are not
+    assert len(hits) == 3 and hits[0].entity.id == ids[0]
     (check, _) = await chroma_layer.reconcile_vectors()
     assert check.missing == 40 and check.rows == 40
 
@@ -288,3 +292,99 @@ async def test_the_identity_is_made_with_the_schema(chroma_layer: DataLayer) -> 
     names = await feed.store.dimensions(COLLECTION)
     assert 384 in names
     assert feed.namespace[1:] == str(identity).replace("-", "")[:15]
+
+
+async def test_a_changed_row_changes_its_store_record(chroma_layer: DataLayer) -> None:
+    ids = await ingest(chroma_layer, "src-a", 6)
+    async with chroma_layer.uow() as uow:
+        await uow.sources.add(Source(source_id="src-b", title="b"))
+        await uow.pages.update(ids[2], {"source_id": "src-b", "metadata_": {"tag": "new"}})
+        await uow.commit()
+
+    for filters in ({"source_id": "src-b"}, {"metadata.tag": "new"}):
+        hits = await chroma_layer.search(COLLECTION, vector=list(VECTORS[2]), k=5, filters=filters)
+        assert [hit.entity.id for hit in hits] == [ids[2]]
+    others = await chroma_layer.search(
+        COLLECTION, vector=list(VECTORS[2]), k=10, filters={"source_id": "src-a"}
+    )
+    assert len(others) == 5 and ids[2] not in {hit.entity.id for hit in others}
+    await assert_level(chroma_layer)
+
+
+async def test_reconcile_finds_a_record_whose_fields_differ_from_its_row(
+    chroma_layer: DataLayer,
+) -> None:
+    ids = await ingest(chroma_layer, "src-a", 4)
+    feed = await chroma_layer.vector_feed()
+    assert feed is not None
+    # Behind the layer's back, the store's copy of one row says another source.
+    wrong = VectorRecord(ids[1], list(VECTORS[1]), {"source_id": "src-zzz", "url": "x"})
+    await feed.store.upsert(COLLECTION, [wrong])
+
+    (check, _) = await chroma_layer.reconcile_vectors()
+    assert (check.stale, check.orphans, check.missing) == (1, 0, 0)
+    (check, _) = await chroma_layer.reconcile_vectors(apply=True)
+    assert check.repaired == 1
+    await assert_level(chroma_layer)
+
+
+async def test_filters_the_store_cannot_answer_are_answered_by_the_rows(
+    chroma_layer: DataLayer,
+) -> None:
+    ids = await ingest(chroma_layer, "src-a", 10)
+    exact_hits = await chroma_layer.search(
+        COLLECTION, vector=list(VECTORS[0]), k=3, filters={"id": {"in": ids[4:8]}}
+    )
+    assert [h.entity.id for h in exact_hits][0] in ids[4:8] and len(exact_hits) == 3
+    liked = await chroma_layer.search(
+        COLLECTION, vector=list(VECTORS[3]), k=2, filters={"content": {"like": "%page 3"}}
+    )
+    assert [h.entity.id for h in liked] == [ids[3]]
+    for bad in ({"nope": 1}, {"chunk_number": {"gt": "x"}}):
+        with pytest.raises(InvalidInputError):
+            await chroma_layer.search(COLLECTION, vector=list(VECTORS[0]), k=3, filters=bad)
+
+
+async def test_bad_row_ids_are_refused_before_sql(chroma_layer: DataLayer) -> None:
+    async with chroma_layer.uow() as uow:
+        for bad in (2**63, 0, True, 1.5, "x"):
+            with pytest.raises(InvalidInputError):
+                await uow.vectors.upsert(COLLECTION, [VectorRecord(bad, list(VECTORS[0]))])
+            with pytest.raises(InvalidInputError):
+                await uow.vectors.delete(COLLECTION, [bad])
+
+
+async def test_concurrent_writers_leave_the_store_level(
+    make_layer: LayerFactory, tmp_path: Path
+) -> None:
+    layer = await make_layer(vector_database="chroma", chroma_path=str(tmp_path / "store"))
+    await ingest(layer, "src-a", 3)
+
+    async def reingest(worker: int) -> None:
+        for step in range(8):
+            await ingest(layer, "src-a", 3, start=(worker * 8 + step) % 50)
+
+    async def delete() -> None:
+        for _ in range(8):
+
+            async def work(uow: Any) -> None:
+                await uow.pages.delete_by_urls([f"https://src-a.test/{i}" for i in range(3)])
+
+            await layer.run_in_transaction(work)
+
+    async def reembed() -> None:
+        for step in range(8):
+
+            async def work(uow: Any, step: int = step) -> None:
+                found = await uow.pages.list({"source_id": "src-a"})
+                records = [VectorRecord(p.id, list(VECTORS[(step + 7) % 50])) for p in found]
+                await uow.vectors.upsert(COLLECTION, records)
+
+            try:
+                await layer.run_in_transaction(work)
+            except NotFoundError:
+                pass  # a page went meanwhile: a concurrent delete won
+
+    await asyncio.gather(reingest(0), reingest(1), delete(), reembed())
+    await layer.start()  # what `vectors sync` does: any operation left pending is applied
+    await assert_level(layer)

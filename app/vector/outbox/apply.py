@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,10 +23,12 @@ from app.domain.types import utcnow
 from app.errors import translate_errors
 from app.vector.external.records import PreparedGroup, merged
 from app.vector.outbox.sync import write_prepared
-from app.vector.outbox.table import PAGE, DrainReport, drain, mask_secrets, outbox
+from app.vector.outbox.table import PAGE, DrainReport, applying, drain, mask_secrets, outbox
 from app.vector.port import RecordId
+from app.vector.sql.common import ENTITIES, embedding_column
 
 Key = tuple[str, str]
+T = TypeVar("T")
 
 
 @dataclass
@@ -50,7 +52,7 @@ class _Plan:
 
 async def apply_recorded(feed: Any, recorded: list[Recorded]) -> DrainReport:
     """Apply a committed Unit of Work's writes (``recorded``, in the order they were made)."""
-    async with AsyncSession(feed.engine, expire_on_commit=False) as session, session.begin():
+    async with applying(feed.engine) as session:
         present = await _lock(session, recorded)
         if present is not None and all(present[r.batch] in (0, r.rows) for r in recorded):
             # A batch without rows was rolled back (or applied by a concurrent replay).
@@ -85,9 +87,13 @@ async def _apply(session: AsyncSession, index: Any, recorded: list[Recorded]) ->
     settled: list[tuple[str, list[str], str | None]] = []
     for collection, plan in _plans(recorded).items():
         groups = merged([group.take(positions) for group, positions in plan.upserts.values()])
+        # A row deleted since (by a transaction whose queued delete may be applied already) is
+        # not written again: its record goes instead.
+        groups, vanished = await _still_held(session, collection, groups)
+        deletes = [*plan.deletes, *vanished]
         for op, count, keys in (
             ("upsert", sum(len(g.ids) for g in groups), [str(i) for g in groups for i in g.ids]),
-            ("delete", len(plan.deletes), [str(i) for i in plan.deletes]),
+            ("delete", len(deletes), [str(i) for i in deletes]),
         ):
             if not count:
                 continue
@@ -95,7 +101,7 @@ async def _apply(session: AsyncSession, index: Any, recorded: list[Recorded]) ->
                 if op == "upsert":
                     await write_prepared(index, collection, groups)
                 else:
-                    await index.delete(collection, plan.deletes)
+                    await index.delete(collection, deletes)
             except Exception as exc:  # recorded on the rows; replayed later
                 message = mask_secrets(f"{type(exc).__name__}: {exc}")
                 report.failed += count
@@ -106,6 +112,27 @@ async def _apply(session: AsyncSession, index: Any, recorded: list[Recorded]) ->
                 settled.append((collection, keys, None))
     await _settle(session, batches, settled)
     return report
+
+
+async def _still_held(
+    session: AsyncSession, collection: str, groups: list[PreparedGroup]
+) -> tuple[list[PreparedGroup], list[RecordId]]:
+    """The groups' records whose rows still hold a vector of that length; the ids of the rest."""
+    table = ENTITIES[collection].__table__
+    kept, vanished = [], []
+    for group in groups:
+        column: Any = sa.literal_column(embedding_column(group.dimension))
+        ids = [int(i) for i in group.ids]
+        held: set[int] = set()
+        for chunk in _chunks(ids):
+            statement = sa.select(table.c.id).where(table.c.id.in_(chunk), column.is_not(None))
+            with translate_errors(f"reading {table.name}"):
+                held.update((await session.execute(statement)).scalars())
+        positions = [i for i, id_ in enumerate(ids) if id_ in held]
+        vanished += [group.ids[i] for i, id_ in enumerate(ids) if id_ not in held]
+        if positions:
+            kept.append(group.take(positions))
+    return kept, vanished
 
 
 def _plans(recorded: list[Recorded]) -> dict[str, _Plan]:
@@ -147,5 +174,5 @@ async def _settle(
                     await session.execute(outbox.update().where(where).values(**values))
 
 
-def _chunks(items: Sequence[str]) -> list[Sequence[str]]:
+def _chunks(items: Sequence[T]) -> list[Sequence[T]]:
     return [items[start : start + PAGE] for start in range(0, len(items), PAGE)]

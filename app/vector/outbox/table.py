@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +89,7 @@ async def drain(feed: Any, *, batch: str | None = None) -> DrainReport:
     report = DrainReport()
     after = 0
     while True:
-        async with AsyncSession(feed.engine, expire_on_commit=False) as session, session.begin():
+        async with applying(feed.engine) as session:
             keys, last = await _candidates(session, batch, after)
             if not keys:
                 return report
@@ -147,10 +149,11 @@ async def queue(
 async def _apply_rows(session: AsyncSession, feed: Any, rows: list[Any]) -> DrainReport:
     """Make the store hold what the rows of these ids hold now; record failures."""
     keys: dict[str, dict[str, None]] = {}
+    locked: dict[str, list[int]] = {}
     for row in rows:
         keys.setdefault(row.collection, {})[row.record_id] = None
+        locked.setdefault(row.collection, []).append(row.id)
     report = DrainReport()
-    upper = max(row.id for row in rows)
     for collection, ids in keys.items():
         try:
             await sync_ids(feed, session, collection, list(ids))
@@ -161,17 +164,28 @@ async def _apply_rows(session: AsyncSession, feed: Any, rows: list[Any]) -> Drai
             await _mark_failed(session, collection, list(ids), message)
         else:
             report.applied += len(ids)
-            await forget(session, collection, list(ids), upper)
+            await forget(session, locked[collection])
     return report
 
 
-async def forget(session: AsyncSession, collection: str, ids: list[str], upper: int) -> None:
-    """Delete the applied rows and every older row for the same ids (they are superseded)."""
-    for start in range(0, len(ids), PAGE):
-        chunk = ids[start : start + PAGE]
-        where = (outbox.c.collection == collection) & outbox.c.record_id.in_(chunk)
+async def forget(session: AsyncSession, row_ids: list[int]) -> None:
+    """Delete the outbox rows applied: exactly those locked (one a transaction committed since
+    stays, for its own drain)."""
+    for start in range(0, len(row_ids), PAGE):
+        chunk = row_ids[start : start + PAGE]
         with translate_errors("clearing the vector outbox"):
-            await session.execute(outbox.delete().where(where & (outbox.c.id <= upper)))
+            await session.execute(outbox.delete().where(outbox.c.id.in_(chunk)))
+
+
+@asynccontextmanager
+async def applying(engine: AsyncEngine) -> AsyncIterator[AsyncSession]:
+    """A transaction for applying outbox rows, in READ COMMITTED: the rows it reads after taking
+    its locks are the latest committed, never an older snapshot (MySQL's default)."""
+    async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
+        if engine.dialect.name != "sqlite":
+            with translate_errors("opening a transaction for the vector outbox"):
+                await session.connection(execution_options={"isolation_level": "READ COMMITTED"})
+        yield session
 
 
 async def _mark_failed(session: AsyncSession, collection: str, ids: list[str], error: str) -> None:

@@ -168,12 +168,16 @@ class SqlVectorIndex:
         return len(latest)
 
     async def _check_rows_exist(self, session: AsyncSession, table: str, ids: list[int]) -> None:
+        """The rows exist now, and stay until commit: a locking read (a snapshot could still
+        show a row a concurrent transaction deleted; its UPDATE would then change nothing)."""
         entity = ENTITIES_BY_TABLE[table]
         found: set[int] = set()
+        ids = sorted(ids)  # one lock order for every writer
         for start in range(0, len(ids), _ID_BATCH):
             chunk = ids[start : start + _ID_BATCH]
+            query = sa.select(entity.id).where(entity.id.in_(chunk)).with_for_update()
             with translate_errors(f"reading {table}"):
-                result = await session.execute(sa.select(entity.id).where(entity.id.in_(chunk)))
+                result = await session.execute(query)
             found.update(result.scalars())
         missing = [rid for rid in ids if rid not in found]
         if missing:
