@@ -6,10 +6,8 @@ id (``app.vector.outbox.table``); after the commit the store gets its copy (``ap
 record a store holds is derived from the row (``app.vector.outbox.rows``): a record's own
 ``metadata`` is not kept apart from its row, so the store always answers as the rows would.
 
-Queries go to the store, and every hit is checked against its row in the same read: a hit whose
-row is gone, holds no vector of that length, no longer matches the filters, or whose vector
-changed since (its score differs) is dropped and counted; more candidates are fetched until ``k``
-hits stand or the store has no more. Counts are the rows'.
+Queries go to the store, every hit checked against its row (``app.vector.outbox.hits``). Counts
+are the rows'.
 """
 
 from __future__ import annotations
@@ -30,11 +28,11 @@ from app.errors import (
     RetryableError,
     translate_errors,
 )
-from app.filters import fields_of as filter_fields
 from app.filters import parse_filters
 from app.vector.external.records import PreparedGroup, by_dimension, prepare_group
 from app.vector.outbox.apply import Recorded, apply_recorded
-from app.vector.outbox.rows import as_vector, chunk_fields, fields_of
+from app.vector.outbox.hits import CheckedSearch
+from app.vector.outbox.rows import chunk_fields, fields_of
 from app.vector.outbox.table import QUEUED_BATCH, DrainReport, drain, mask_secrets, outbox
 from app.vector.port import Metric, RecordId, VectorHit, VectorRecord, collection_table
 from app.vector.sql.common import ENTITIES, HIT_FIELDS, embedding_column, row_ids
@@ -165,53 +163,9 @@ class StoreView:
         *,
         embedding_model: str | None = None,
     ) -> list[VectorHit]:
-        """The store's ``k`` nearest, each checked against its row (see the module docstring)."""
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise InvalidInputError(f"k must be an integer of at least 1, got {k!r}")
-        collection_table(collection)
-        # Checked against the rows' columns (unknown fields, wrong types) before anything runs.
-        self.rows.filter_clause(collection, filters, embedding_model)
-        if not stored_fields_only(filters):  # e.g. id or content: the store does not hold them
-            return list(await self.rows.query(collection, vector, k, filters,
-                                              embedding_model=embedding_model))  # fmt: skip
-        await self.feed.ready(self.uow.session)
-        kept = await self._from_store(collection, vector, k, filters, embedding_model)
-        if len(kept) < k and await self._matching(
-            collection, vector, filters, embedding_model
-        ) > len(kept):
-            # The store holds fewer than the rows (a new, emptied or drifted store): answer from
-            # the rows, exactly, and say what repairs the store.
-            log.warning(
-                "%s: the %s store lacks vectors the rows hold; answering from the rows. Run "
-                "`archon-db vectors reconcile --apply` (or `rebuild`)",
-                collection,
-                self.feed.name,
-            )
-            return list(await self.rows.query(collection, vector, k, filters,
-                                              embedding_model=embedding_model))  # fmt: skip
-        return kept
-
-    async def _from_store(
-        self,
-        collection: str,
-        vector: Sequence[float],
-        k: int,
-        filters: Mapping[str, Any] | None,
-        embedding_model: str | None,
-    ) -> list[VectorHit]:
-        fetch, dropped, kept = k, 0, []
-        while True:
-            hits = await self.index.query(
-                collection, vector, fetch, filters, embedding_model=embedding_model
-            )
-            kept = await self._checked(collection, vector, hits, filters, embedding_model)
-            dropped = len(hits) - len(kept)
-            if not dropped or len(kept) >= k or len(hits) < fetch or fetch >= MAX_CANDIDATES:
-                break
-            fetch = min(MAX_CANDIDATES, fetch * 4 + dropped)
-        if dropped:
-            self.feed.note_dropped(collection, dropped)
-        return kept[:k]
+        """The store's ``k`` nearest, each checked against its row (``app.vector.outbox.hits``)."""
+        search = CheckedSearch(self.feed, self.rows, self.uow.session)
+        return await search.query(collection, vector, k, filters, embedding_model)
 
     def __getattr__(self, name: str) -> Any:
         # describe, dimensions...: the store's own, read-only extras.
@@ -220,23 +174,6 @@ class StoreView:
         return getattr(self.index, name)
 
     # -- reading rows ------------------------------------------------------------------------
-
-    async def _matching(
-        self,
-        collection: str,
-        vector: Sequence[float],
-        filters: Mapping[str, Any] | None,
-        embedding_model: str | None,
-    ) -> int:
-        """How many rows hold a vector of this length and match the filters."""
-        table = ENTITIES[collection].__table__
-        column: Any = sa.literal_column(embedding_column(len(vector)))
-        if len(vector) not in await self.rows.dimensions(collection):
-            return 0
-        where = self.rows.filter_clause(collection, filters, embedding_model)
-        statement = sa.select(sa.func.count()).select_from(table).where(column.is_not(None), where)
-        with translate_errors(f"counting the vectors of {table.name}"):
-            return int((await self.uow.session.execute(statement)).scalar_one())
 
     async def _fields(self, collection: str, ids: list[int]) -> dict[int, tuple[dict, str]]:
         table = ENTITIES[collection].__table__
@@ -248,45 +185,6 @@ class StoreView:
                 rows = (await self.uow.session.execute(statement)).all()
             found.update((int(row.id), (fields_of(row), row.content)) for row in rows)
         return found
-
-    async def _checked(
-        self,
-        collection: str,
-        vector: Sequence[float],
-        hits: Sequence[VectorHit],
-        filters: Mapping[str, Any] | None,
-        embedding_model: str | None,
-    ) -> list[VectorHit]:
-        """The hits whose row holds the vector the store scored, matching the filters."""
-        ids = []
-        for hit in hits:
-            try:
-                ids.append(int(hit.id))
-            except (TypeError, ValueError):
-                continue
-        if not ids:
-            return []
-        dimension = len(vector)
-        table = ENTITIES[collection].__table__
-        column: Any = sa.literal_column(embedding_column(dimension))
-        where = self.rows.filter_clause(collection, filters, embedding_model)
-        statement = sa.select(
-            table.c.id, *(table.c[n] for n in HIT_FIELDS), column.label("vector")
-        ).where(table.c.id.in_(ids), column.is_not(None), where)
-        await self.rows._prepare_connection(self.uow.session)
-        with translate_errors(f"checking the hits against {table.name}"):
-            rows = {int(r.id): r for r in (await self.uow.session.execute(statement)).all()}
-        metric = (await self.index.dimensions(collection)).get(dimension, "cosine")
-        query = np.asarray(vector, dtype=np.float64)
-        kept = []
-        for hit in hits:
-            row = rows.get(_as_int(hit.id) or -1)
-            if row is None:
-                continue
-            score = row_score(metric, query, as_vector(row.vector, dimension))
-            if abs(score - hit.score) <= SCORE_TOLERANCE * max(1.0, abs(score)):
-                kept.append(VectorHit(int(row.id), score, fields_of(row)))
-        return kept
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -378,31 +276,6 @@ async def _retrying(work: Callable[[], Awaitable[DrainReport]]) -> DrainReport:
                 raise
             await asyncio.sleep(0.05 * 2**attempt * (1 + random.random()))
     raise AssertionError("unreachable")
-
-
-def stored_fields_only(filters: Mapping[str, Any] | None) -> bool:
-    """Whether a filter only addresses fields a store's records hold (``HIT_FIELDS``)."""
-    fields = filter_fields(parse_filters(filters))
-    return all(field.split(".", 1)[0] in HIT_FIELDS for field in fields)
-
-
-def row_score(metric: str, query: np.ndarray, vector: np.ndarray) -> float:
-    """Higher-is-better score of a row's vector, as the store computes it (float64)."""
-    stored = vector.astype(np.float64)
-    if metric == "l2":
-        return -float(np.linalg.norm(query - stored))
-    dot = float(query @ stored)
-    if metric == "inner_product":
-        return dot
-    norms = float(np.linalg.norm(query) * np.linalg.norm(stored))
-    return dot / norms if norms else 0.0
-
-
-def _as_int(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 def _now() -> Any:
