@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import sqlalchemy as sa
 
 from app.domain import Project, Task
 from app.errors import BackendUnavailableError, ConflictError, DataLayerError
@@ -144,6 +145,28 @@ async def test_a_dropped_connection_fails_the_write_then_the_next_unit_of_work_w
         with pytest.raises(DataLayerError, match="nothing was committed"):
             await uow.commit()
     async with layer.uow() as uow:
+        await uow.projects.add(Project(title="kept"))
+        await uow.commit()
+    assert [r[0] for r in await sql.all("SELECT title FROM archon_projects")] == ["kept"]
+    assert _checked_out(layer) == 0
+
+
+@pytest.mark.backends("pgvector", "postgres", "mariadb")
+@pytest.mark.parametrize("leased", [True, False])
+async def test_the_error_that_ends_the_block_is_never_replaced_by_a_dead_connection(
+    layer, sql, leased: bool
+) -> None:
+    await _warm(layer)
+    with pytest.raises(KeyError, match="the caller's own error"):
+        async with layer.uow() as uow:
+            if leased:
+                await uow.projects.add(Project(title="lost"))
+            else:
+                await uow.session.execute(sa.text("SELECT 1"))  # the session's own connection
+            await sql.drop_other_connections()
+            await asyncio.sleep(0.2)
+            raise KeyError("the caller's own error")
+    async with layer.uow() as uow:  # the dead connection left the pool quietly
         await uow.projects.add(Project(title="kept"))
         await uow.commit()
     assert [r[0] for r in await sql.all("SELECT title FROM archon_projects")] == ["kept"]

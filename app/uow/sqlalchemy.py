@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.util import greenlet_spawn
 
 from app.engines import AUTOCOMMIT
 from app.errors import (
@@ -119,15 +120,17 @@ class SqlAlchemyUnitOfWork:
             self.__dict__.pop(name, None)
         if session is None:
             return
-        # close() rolls back whatever was not committed without expiring the loaded entities
-        # (rollback() would), so what was read stays usable after the block.
-        lease: Lease | None = session.info.get(LEASE)
-        if lease is not None and lease.held:
-            await lease.close()
-        elif connected(session.sync_session):
-            await session.close()
-        else:  # no connection to give back: closing only forgets the entities (no I/O)
-            session.sync_session.close()
+        try:
+            await _close(session)
+        except Exception as closing:
+            # The connection died (a server restart, a packet too large...): it is dropped from
+            # the pool, and the error that ended the block, if any, is the one that goes on.
+            await _invalidate(session)
+            if exc is not None:
+                log.debug("closing the Unit of Work after %r failed too: %s", exc, closing)
+                return
+            with translate_errors("closing the Unit of Work"):
+                raise closing
 
     async def commit(self) -> None:
         """Flush and commit, then run the after-commit work (e.g. applying the vector outbox)."""
@@ -263,6 +266,30 @@ class SqlAlchemyUnitOfWork:
         from app.repositories import SqlAlchemyPromptRepository
 
         return SqlAlchemyPromptRepository(self.session)
+
+
+async def _close(session: AsyncSession) -> None:
+    """Give the connection back; close() rolls back whatever was not committed without
+    expiring the loaded entities (rollback() would), so what was read stays usable."""
+    lease: Lease | None = session.info.get(LEASE)
+    if lease is not None and lease.held:
+        await lease.close()
+    elif connected(session.sync_session):
+        await session.close()
+    else:  # no connection to give back: closing only forgets the entities (no I/O)
+        session.sync_session.close()
+
+
+async def _invalidate(session: AsyncSession) -> None:
+    """Drop the session's connections from their pool without talking to the server."""
+    lease: Lease | None = session.info.get(LEASE)
+    try:
+        if lease is not None and lease.connection is not None:
+            connection, lease.connection = lease.connection, None
+            await greenlet_spawn(connection.invalidate)
+        await session.invalidate()
+    except Exception as exc:  # nothing more can be done for a connection already gone
+        log.debug("invalidating a dead connection: %s", exc)
 
 
 def _is_autocommit(bind: Any) -> bool:
