@@ -37,7 +37,7 @@ from app.repositories.bulk_insert import can_insert_with_columns
 from app.repositories.state import note_changed
 from app.repositories.validation import columns_of, validator_for
 from app.vector.factory import concrete_view, store_feed
-from app.vector.port import VectorRecord
+from app.vector.port import VectorRecord, vector_length
 from app.vector.sql.base import SqlVectorIndex
 from app.vector.sql.common import ENTITIES, as_matrix
 
@@ -112,7 +112,7 @@ class _Ingestion:
         vectors = [vector for _, vector in items]
         self._check_chunks(chunks)
         given = [vector for vector in vectors if vector is not None]
-        lengths = {len(vector) for vector in given} | (
+        lengths = {vector_length(vector) for vector in given} | (
             {self.dimension} if self.dimension is not None and given else set()
         )
         if len(lengths) > 1:

@@ -25,7 +25,7 @@ from app.engines import is_autocommit
 from app.errors import InvalidInputError, translate_errors
 from app.repositories.rows import entity_rows
 from app.vector.factory import AutoVectorIndex
-from app.vector.port import MatchType, SearchHit, collection_table
+from app.vector.port import MatchType, SearchHit, collection_table, vector_length
 from app.vector.sql.common import ENTITIES, sql_filter
 from app.vector.sql.pgvector import PgVectorIndex
 
@@ -60,6 +60,8 @@ async def search(
     embedding_model: str | None = None,
 ) -> list[SearchHit]:
     """The ``k`` best chunks of ``collection`` for the query, each with its entity, best first."""
+    if vector is not None:
+        vector_length(vector)  # a sequence, before anything uses its length
     chosen = resolve_mode(mode, vector, text)
     collection_table(collection)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:

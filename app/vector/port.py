@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from app.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 Metric = Literal["cosine", "l2", "inner_product"]
 MatchType = Literal["vector", "keyword", "hybrid"]
@@ -116,15 +118,61 @@ def check_vector(
     vector: Sequence[float], *, expected: int | None = None, metric: Metric = "cosine"
 ) -> None:
     """Reject what no index can store sensibly, with a message that says what was wrong."""
+    _check_sequence(vector)
     length = len(vector)
     if length == 0:
         raise InvalidInputError("empty vector")
     if expected is not None and length != expected:
         raise InvalidInputError(f"wrong vector length: expected {expected}, received {length}")
-    if not all(math.isfinite(x) for x in vector):
-        raise InvalidInputError("vector contains NaN or infinity")
-    if metric == "cosine" and not any(vector):
+    matrix = float32_matrix([vector], length)
+    if metric == "cosine" and not matrix.any():
         raise InvalidInputError("an all-zero vector has no direction: cosine is undefined")
+
+
+def float32_matrix(vectors: Sequence[Any], dimension: int) -> np.ndarray:
+    """Vectors of one length as a float32 matrix.
+
+    ``InvalidInputError`` for anything but sequences of ``dimension`` real numbers (strings,
+    numeric strings included, ``None``, booleans, nested lists, integers beyond float range), and
+    for NaN or infinity, before any of it reaches a driver or a store.
+    """
+    import numpy as np  # only here: importing the port loads no numpy
+
+    for vector in vectors:
+        _check_sequence(vector)
+        if len(vector) != dimension:
+            raise InvalidInputError(
+                f"wrong vector length: expected {dimension}, received {len(vector)}"
+            )
+    if not len(vectors):
+        return np.zeros((0, dimension), dtype=np.float32)
+    try:
+        raw = np.asarray(vectors)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInputError(f"a vector is a sequence of numbers: {exc}") from None
+    if raw.dtype.kind not in "fiu" or raw.shape != (len(vectors), dimension):
+        raise InvalidInputError(
+            "a vector holds numbers only (no strings, None, booleans or nested lists); got "
+            f"values of type {raw.dtype}"
+        )
+    with np.errstate(over="ignore", invalid="ignore"):
+        matrix = raw.astype(np.float32, copy=False)
+    if not np.isfinite(matrix).all():
+        raise InvalidInputError("vector contains NaN or infinity (or overflows float32)")
+    return matrix
+
+
+def vector_length(vector: Any) -> int:
+    """The length of something given as a vector; ``InvalidInputError`` when it is no sequence."""
+    _check_sequence(vector)
+    return len(vector)
+
+
+def _check_sequence(vector: Any) -> None:
+    if isinstance(vector, str | bytes | bytearray | Mapping) or not hasattr(vector, "__len__"):
+        raise InvalidInputError(
+            f"a vector is a sequence of numbers, got {type(vector).__name__}"
+        )
 
 
 def collection_table(collection: str) -> str:

@@ -31,7 +31,7 @@ from uuid import UUID
 import numpy as np
 
 from app.errors import InvalidInputError
-from app.vector.port import RecordId, VectorRecord
+from app.vector.port import RecordId, VectorRecord, float32_matrix, vector_length
 
 ARCHON_DIMENSIONS = (384, 768, 1024, 1536, 3072)
 RESERVED_PREFIX = "_archon_"
@@ -215,7 +215,7 @@ def by_dimension(records: Sequence[VectorRecord]) -> dict[int, list[VectorRecord
     latest = {str(record.id): record for record in records}
     groups: dict[int, list[VectorRecord]] = {}
     for record in latest.values():
-        groups.setdefault(len(record.vector), []).append(record)
+        groups.setdefault(vector_length(record.vector), []).append(record)
     return groups
 
 
@@ -240,10 +240,7 @@ def checked_matrix(vectors: Sequence[Any], dimension: int, *, cosine: bool) -> n
     """Vectors of one length as a float32 matrix, refused if empty, non-finite or (cosine) zero."""
     if dimension == 0:
         raise InvalidInputError("empty vector")
-    with np.errstate(over="ignore", invalid="ignore"):
-        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), dimension)
-    if not np.isfinite(matrix).all():
-        raise InvalidInputError("vector contains NaN or infinity (or overflows float32)")
+    matrix = float32_matrix(vectors, dimension)
     if cosine and not matrix.any(axis=1).all():
         raise InvalidInputError("an all-zero vector has no direction: cosine is undefined")
     return matrix

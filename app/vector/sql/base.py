@@ -33,6 +33,7 @@ from app.vector.port import (
     VectorHit,
     VectorRecord,
     collection_table,
+    vector_length,
 )
 from app.vector.sql.common import (
     ENTITIES,
@@ -99,7 +100,7 @@ class SqlVectorIndex:
         self, session: AsyncSession, table: str, vector: Sequence[float]
     ) -> np.ndarray:
         """A query vector checked against ``table``'s embedding columns, as float32."""
-        await self._require_column(session, table, len(vector))
+        await self._require_column(session, table, vector_length(vector))
         return as_matrix([vector], len(vector))[0]
 
     async def _require_column(self, session: AsyncSession, table: str, dimension: int) -> str:
@@ -154,7 +155,7 @@ class SqlVectorIndex:
             return 0
         groups: dict[int, list[tuple[int, VectorRecord]]] = {}
         for rid, record in latest.items():
-            groups.setdefault(len(record.vector), []).append((rid, record))
+            groups.setdefault(vector_length(record.vector), []).append((rid, record))
         async with self._scope() as session:
             prepared = []
             for dimension, items in groups.items():

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain import CodeExample, CrawledPage
 from app.errors import InvalidInputError, translate_errors
 from app.repositories.driver import held_connection
-from app.vector.port import RecordId
+from app.vector.port import RecordId, float32_matrix
 
 # The lengths Archon's schema ships columns for; any other gets its own column on demand.
 ARCHON_DIMENSIONS = (384, 768, 1024, 1536, 3072)
@@ -50,16 +50,9 @@ def add_dimension_hint(dimension: int) -> str:
 
 
 def as_matrix(vectors: Sequence[Sequence[float]], dimension: int) -> np.ndarray:
-    """Vectors as one float32 matrix, all checked at once (length, NaN/infinity, zero norm)."""
-    for vector in vectors:
-        if len(vector) != dimension:
-            raise InvalidInputError(
-                f"wrong vector length: expected {dimension}, received {len(vector)}"
-            )
-    with np.errstate(over="ignore", invalid="ignore"):
-        matrix = np.asarray(vectors, dtype=np.float32).reshape(len(vectors), dimension)
-    if not np.isfinite(matrix).all():
-        raise InvalidInputError("vector contains NaN or infinity (or overflows float32)")
+    """Vectors as one float32 matrix, all checked at once (numbers, length, NaN/infinity, zero
+    norm)."""
+    matrix = float32_matrix(vectors, dimension)
     if (~matrix.any(axis=1)).any():
         raise InvalidInputError("an all-zero vector has no direction: cosine is undefined")
     return matrix

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.errors import DataLayerError, InvalidInputError, translate_errors
 from app.filters import OPERATORS
-from app.vector.port import VectorCapabilities, VectorHit, collection_table
+from app.vector.port import VectorCapabilities, VectorHit, collection_table, vector_length
 from app.vector.sql.base import SqlVectorIndex
 from app.vector.sql.common import (
     ENTITIES,
@@ -211,7 +211,7 @@ class ExactVectorIndex(SqlVectorIndex):
         if k < 0:
             raise InvalidInputError(f"k must be >= 0, got {k}")
         table = collection_table(collection)
-        dimension = len(vector)
+        dimension = vector_length(vector)
         async with self._scope() as session:
             query_vector = await self._query_vector(session, table, vector)
             query_vector /= np.linalg.norm(query_vector)

@@ -23,7 +23,7 @@ from app.errors import InvalidInputError, UnsupportedFeatureError, translate_err
 from app.filters import OPERATORS
 from app.repositories import driver
 from app.repositories.rows import entity_rows
-from app.vector.port import VectorCapabilities, VectorHit, collection_table
+from app.vector.port import VectorCapabilities, VectorHit, collection_table, vector_length
 from app.vector.sql.base import SqlVectorIndex
 from app.vector.sql.common import (
     ENTITIES,
@@ -213,7 +213,7 @@ class PgVectorIndex(SqlVectorIndex):
         if k < 0:
             raise InvalidInputError(f"k must be >= 0, got {k}")
         table = collection_table(collection)
-        dimension = len(vector)
+        dimension = vector_length(vector)
         async with self._scope() as session:
             query_vector = await self._query_vector(session, table, vector)
             self._encode(self._dimensions[table][dimension], query_vector)
