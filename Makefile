@@ -31,7 +31,7 @@ test: venv services
 # benchmarks/ is linted once it exists.
 # The fault and fuzz tests of tests/adversarial with large budgets (CI runs them with small ones).
 test-adversarial: venv services
-	ARCHON_CRASH_RUNS=$${ARCHON_CRASH_RUNS:-100} $(VENV)/bin/pytest -s tests/adversarial $(PYTEST_ARGS)
+	TEST_CRASH_RUNS=$${TEST_CRASH_RUNS:-100} $(VENV)/bin/pytest -s tests/adversarial $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check app tests $(wildcard benchmarks)

@@ -18,6 +18,7 @@ from typing import Any
 from uuid import UUID
 
 from app.errors import InvalidInputError
+from app.text import check_text
 
 OPERATORS = frozenset(
     {"eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "like", "ilike", "is_null", "contains"}
@@ -181,8 +182,8 @@ def _check_scalar(name: str, op: str, value: Any, allow_none: bool = False) -> N
         )
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidInputError(f"{op!r} on {name!r} takes a finite number")
-    if isinstance(value, str) and "\x00" in value:
-        raise InvalidInputError(f"filter value for {name!r} contains a NUL byte")
+    if isinstance(value, str):
+        check_text(f"filter value for {name!r}", value)
 
 
 def fields_of(node: Node | None) -> set[str]:

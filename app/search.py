@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.engines import is_autocommit
 from app.errors import InvalidInputError, translate_errors
 from app.repositories.rows import entity_rows
+from app.text import check_text
 from app.vector.factory import AutoVectorIndex
 from app.vector.port import MatchType, SearchHit, collection_table, vector_length
 from app.vector.sql.common import ENTITIES, sql_filter
@@ -66,8 +67,10 @@ async def search(
     collection_table(collection)
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise InvalidInputError(f"k must be an integer in 1..{MAX_K}, got {k!r}")
-    if text is not None and "\x00" in text:
-        raise InvalidInputError("search text contains a NUL byte")
+    if text is not None:
+        if not isinstance(text, str):
+            raise InvalidInputError(f"search text is a string, got {type(text).__name__}")
+        check_text("search text", text)
     index = layer.vector_index
     if isinstance(index, AutoVectorIndex):
         index = await index.resolve()

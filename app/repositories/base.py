@@ -477,7 +477,12 @@ def _sliced(
     return stmt if offset is None else stmt.offset(offset)
 
 
+MAX_COUNT = 2**63 - 1  # SQLite's and every server's LIMIT / OFFSET fit a signed bigint
+
+
 def _count_arg(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidInputError(f"{name} must be a non-negative integer, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+        raise InvalidInputError(
+            f"{name} must be an integer in 0..{MAX_COUNT} (a signed 64-bit count), got {value!r}"
+        )
     return value

@@ -172,6 +172,6 @@ class SqlAlchemyPageMetadataRepository(SqlAlchemyRepository[PageMetadata]):
 
 
 def _non_negative(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidInputError(f"{name} must be a non-negative integer, got {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 2**63 - 1:
+        raise InvalidInputError(f"{name} must be an integer in 0..2**63-1, got {value!r}")
     return value

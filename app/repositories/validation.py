@@ -13,13 +13,14 @@ import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
 from app.errors import InvalidInputError
+from app.text import check_text
 
 # A check takes (field name, value) and returns the value to store (normalized) or raises.
 Check = Callable[[str, Any], Any]
@@ -107,7 +108,7 @@ def check_for(column: sa.Column[Any]) -> Check | None:
     if _base(type_, sa.Uuid) is not None:
         return check_uuid
     if _base(type_, sa.DateTime) is not None:
-        return _typed(datetime, "a datetime")
+        return _datetime_check
     if _base(type_, sa.JSON) is not None:
         return check_json
     return None
@@ -135,6 +136,16 @@ def _int_check(bits: int) -> Check:
     return check
 
 
+def _datetime_check(name: str, value: Any) -> Any:
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"{name} must be a datetime, got {type(value).__name__}")
+    try:  # stored as UTC: year 1 east of UTC, or 9999 west of it, has no UTC time
+        (value.replace(tzinfo=UTC) if value.tzinfo is None else value).astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInputError(f"{name} = {value.isoformat()} has no UTC time to store") from None
+    return value
+
+
 def _float_check(name: str, value: Any) -> Any:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise InvalidInputError(f"{name} must be a number, got {type(value).__name__}")
@@ -147,8 +158,7 @@ def _string_check(length: int | None) -> Check:
     def check(name: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
-        if "\x00" in value:
-            raise InvalidInputError(f"{name} contains a NUL byte, which no backend stores")
+        check_text(name, value)
         if length is not None and len(value) > length:
             raise InvalidInputError(f"{name} is longer than {length} characters")
         return value
@@ -183,16 +193,23 @@ def check_uuid(name: str, value: Any) -> uuid.UUID:
     raise InvalidInputError(f"{name} must be a UUID, got {value!r}")
 
 
+MAX_JSON_DEPTH = 31  # MariaDB refuses deeper documents (JSON_VALID, its CHECK constraint)
+
+
 def check_json(name: str, value: Any) -> Any:
-    """JSON that every backend stores and returns unchanged: no NUL, NaN, inf or odd types."""
-    stack: list[Any] = [value]
+    """JSON that every backend stores and returns unchanged: no NUL, lone surrogate, NaN, inf or
+    odd types, nested at most ``MAX_JSON_DEPTH`` deep (MariaDB's limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
         if item is None or isinstance(item, bool):
             continue
+        if isinstance(item, dict | list | tuple) and depth > MAX_JSON_DEPTH:
+            raise InvalidInputError(
+                f"{name} is nested more than {MAX_JSON_DEPTH} deep, which MariaDB cannot store"
+            )
         if isinstance(item, str):
-            if "\x00" in item:
-                raise InvalidInputError(f"{name} contains a string with a NUL byte")
+            check_text(f"a string in {name}", item)
         elif isinstance(item, int):
             if not _JSON_INT[0] <= item <= _JSON_INT[1]:
                 raise InvalidInputError(f"{name} holds {item}, beyond 64-bit JSON integers")
@@ -201,11 +218,12 @@ def check_json(name: str, value: Any) -> Any:
                 raise InvalidInputError(f"{name} holds {item}; JSON has no NaN or infinity")
         elif isinstance(item, dict):
             for key in item:
-                if not isinstance(key, str) or "\x00" in key:
+                if not isinstance(key, str):
                     raise InvalidInputError(f"{name} has a key {key!r}: keys must be text")
-            stack.extend(item.values())
+                check_text(f"a key in {name}", key)
+            stack.extend((child, depth + 1) for child in item.values())
         elif isinstance(item, list | tuple):
-            stack.extend(item)
+            stack.extend((child, depth + 1) for child in item)
         else:
             raise InvalidInputError(
                 f"{name} holds a {type(item).__name__}, which is not JSON-serializable"

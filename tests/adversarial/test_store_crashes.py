@@ -1,6 +1,6 @@
 """A writer killed with SIGKILL at random moments never leaves the store unrepairable.
 
-Per store kind (embedded Chroma, a ``chroma run`` server), ``ARCHON_CRASH_RUNS`` times (default
+Per store kind (embedded Chroma, a ``chroma run`` server), ``TEST_CRASH_RUNS`` times (default
 20): a writer process ingests, re-ingests and deletes sources and is killed after a random delay;
 then ``vectors sync`` runs (``vectors rebuild`` when the embedded store no longer opens), and the
 store must hold exactly the rows' vectors, id by id, checked with plain SQL.
@@ -25,7 +25,7 @@ from app.errors import DataLayerError, InvalidInputError
 from tests.chroma_server import ChromaServer
 from tests.support import fetch_all
 
-RUNS = int(os.environ.get("ARCHON_CRASH_RUNS", "20"))
+RUNS = int(os.environ.get("TEST_CRASH_RUNS", "20"))
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTION = "crawled_pages"
 
