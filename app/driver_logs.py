@@ -1,4 +1,5 @@
-"""Drivers' own loggers, kept free of statement parameters (which may be settings' plain values).
+"""Drivers' own loggers (and SQLAlchemy's), kept free of statement parameters and result rows,
+which may be settings' plain values.
 
 aiosqlite logs every call it runs on its thread at DEBUG, arguments included: the statement and
 its parameters. The filter installed here rewrites those records to the call's name and the
@@ -13,6 +14,9 @@ import logging
 from typing import Any
 
 AIOSQLITE_LOGGER = "aiosqlite"
+# SQLAlchemy's engine logger: parameters are hidden by the engines (hide_parameters), result
+# rows, which it logs at DEBUG, by the filter below.
+SQLALCHEMY_LOGGER = "sqlalchemy.engine.Engine"
 HIDDEN = "<parameters hidden>"
 
 
@@ -25,6 +29,15 @@ class HideCallArguments(logging.Filter):
             record.args = tuple(_without_parameters(arg) for arg in record.args)
         elif record.args:  # a mapping of arguments: nothing of the layer's is logged that way
             record.args = dict.fromkeys(record.args, HIDDEN)
+        return True
+
+
+class HideRows(logging.Filter):
+    """Replaces the rows SQLAlchemy logs at DEBUG ("Row %r") with a placeholder."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == "Row %r":
+            record.args = ("<row hidden>",)
         return True
 
 
@@ -42,7 +55,8 @@ def _without_parameters(arg: Any) -> Any:
 
 
 def hide_driver_parameters() -> None:
-    """Install the filter on aiosqlite's logger (once per process)."""
-    logger = logging.getLogger(AIOSQLITE_LOGGER)
-    if not any(isinstance(f, HideCallArguments) for f in logger.filters):
-        logger.addFilter(HideCallArguments())
+    """Install the filters on aiosqlite's and SQLAlchemy's loggers (once per process)."""
+    for name, kind in ((AIOSQLITE_LOGGER, HideCallArguments), (SQLALCHEMY_LOGGER, HideRows)):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in logger.filters):
+            logger.addFilter(kind())

@@ -45,9 +45,9 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
         "pool_pre_ping": settings.database_pool_pre_ping,
         "hide_parameters": True,
     }
+    hide_driver_parameters()
     if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": settings.database_pool_timeout}
-        hide_driver_parameters()
     else:
         kwargs.update(
             pool_size=settings.database_pool_size,

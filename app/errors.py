@@ -50,8 +50,10 @@ _PG_CONFLICT = {"23505", "23503"}
 _MYSQL_CONFLICT = {1062, 1451, 1452, 1216, 1217, 1586}
 _PG_INVALID = {"22P02", "22021", "23514", "23502", "22001", "22003", "22007", "22008"}
 _MYSQL_INVALID = {1048, 1265, 1366, 1406, 1264, 4025, 3819, 1292}
-# Greedy up to the last @: a password may hold an unencoded @ of its own.
-_PASSWORD_IN_DSN = re.compile(r"(://[^:/@\s]*:)\S+@")
+# Greedy up to the last @: a password may hold an unencoded @ of its own; "//" rather than "://"
+# catches a URL missing its colon too.
+_PASSWORD_IN_DSN = re.compile(r"(//[^:/@\s]*:)\S+@")
+_SECRET_PARAMETER = re.compile(r"((?:pass|pwd|secret|key|token|auth|cred)\w*=)[^&\s]+", re.I)
 
 
 def _sqlstate(orig: BaseException | None) -> str | None:
@@ -71,7 +73,7 @@ def _mysql_errno(orig: BaseException | None) -> int | None:
 
 def scrub(message: str) -> str:
     """A driver message with any DSN password masked."""
-    return _PASSWORD_IN_DSN.sub(r"\1***@", message)
+    return _SECRET_PARAMETER.sub(r"\1***", _PASSWORD_IN_DSN.sub(r"\1***@", message))
 
 
 def classify(error: sa_exc.DBAPIError) -> type[DataLayerError]:
