@@ -3,25 +3,35 @@
 from __future__ import annotations
 
 import os
+import warnings
 from enum import StrEnum
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 from sqlalchemy.engine import make_url
 
-from app.errors import InvalidInputError
+from app.config_explain import explain, unknown_variable_warning, unknown_variables
+from app.errors import ConfigurationError, InvalidInputError
+from app.urls import (
+    DatabaseType,
+    check_url,
+    infer_database_type,
+    mask_url,
+    same_backend,
+    to_async_url,
+)
 
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///archon.db"
 CHROMA_FOLDER_SUFFIX = "-chroma"
-
-
-class DatabaseType(StrEnum):
-    SUPABASE = "supabase"
-    POSTGRESQL = "postgresql"
-    MYSQL = "mysql"
-    SQLITE = "sqlite"
 
 
 class VectorBackend(StrEnum):
@@ -31,61 +41,27 @@ class VectorBackend(StrEnum):
     EXACT = "exact"
 
 
-_ASYNC_DRIVERS = {
-    "postgresql": "postgresql+asyncpg",
-    "postgres": "postgresql+asyncpg",
-    "mysql": "mysql+aiomysql",
-    "mariadb": "mysql+aiomysql",
-    "sqlite": "sqlite+aiosqlite",
-}
-
-
-def to_async_url(url: str) -> str:
-    """Give a plain ``postgresql://`` / ``mysql://`` / ``sqlite://`` URL its async driver."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ValueError(f"DATABASE_URL is not a URL: {mask_url(url)!r}")
-    base = scheme.split("+", 1)[0].lower()
-    if "+" in scheme or base not in _ASYNC_DRIVERS:
-        return url
-    return f"{_ASYNC_DRIVERS[base]}://{rest}"
-
-
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***, safe for logs and error messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not parseable: show only the scheme
-        return url.split("://", 1)[0] + "://***"
-
-
-def infer_database_type(url: str) -> DatabaseType:
-    """Which backend a URL names; Supabase hosts and pooler ports count as ``supabase``."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend in ("mysql", "mariadb"):
-        return DatabaseType.MYSQL
-    if backend == "sqlite":
-        return DatabaseType.SQLITE
-    if backend == "postgresql":
-        host = parsed.host or ""
-        if "supabase" in host or parsed.port == 6543:
-            return DatabaseType.SUPABASE
-        return DatabaseType.POSTGRESQL
-    raise ValueError(f"unsupported database in DATABASE_URL: {backend!r}")
-
-
 class Settings(BaseSettings):
-    """Every setting of the data layer; field names are the environment names in lower case."""
+    """Every setting of the data layer; field names are the environment names in lower case.
+
+    A setting that cannot be used raises ``ConfigurationError`` naming the variable, the value
+    (never a secret's) and what is accepted. URLs stay plain strings for the code that connects;
+    ``repr``, ``model_dump`` and ``model_dump_json`` show them with the password masked.
+    """
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        # pydantic's messages would otherwise carry the whole input, passwords included.
+        hide_input_in_errors=True,
     )
 
     database_type: DatabaseType | None = None
     database_url: str | None = None
     mysql_host: str | None = None
-    mysql_port: int = 3306
+    mysql_port: int = Field(default=3306, ge=1, le=65535)
     mysql_user: str = "root"
     mysql_password: SecretStr | None = None
     mysql_database: str = "archon"
@@ -106,6 +82,16 @@ class Settings(BaseSettings):
     enable_query_logging: bool = False
     slow_query_threshold_ms: float = Field(default=500.0, ge=0)
 
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(explain(exc, type(self))) from exc
+        except SettingsError as exc:  # names the field and the source, never the value
+            raise ConfigurationError(str(exc)) from exc
+        finally:  # a misspelt name is often why a setting is missing: say so even on failure
+            _warn_unknown_variables(type(self))
+
     @field_validator("database_read_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: Any) -> Any:
@@ -119,16 +105,35 @@ class Settings(BaseSettings):
             self.database_url = self._mysql_url()
         if self.database_url is None:
             if self.database_type not in (None, DatabaseType.SQLITE):
-                raise ValueError(
+                raise ConfigurationError(
                     f"DATABASE_TYPE={self.database_type.value} needs DATABASE_URL"
                     + (" or MYSQL_HOST" if self.database_type is DatabaseType.MYSQL else "")
                 )
             self.database_url = DEFAULT_SQLITE_URL
+        check_url(self.database_url, "DATABASE_URL")
         self.database_url = to_async_url(self.database_url)
-        self.database_read_urls = [to_async_url(u) for u in self.database_read_urls]
+        inferred = infer_database_type(self.database_url)
         if self.database_type is None:
-            self.database_type = infer_database_type(self.database_url)
+            self.database_type = inferred
+        elif not same_backend(self.database_type, inferred):
+            raise ConfigurationError(
+                f"DATABASE_TYPE={self.database_type.value} contradicts DATABASE_URL="
+                f"{mask_url(self.database_url)}, a {inferred.value} URL: set DATABASE_TYPE="
+                f"{inferred.value} or leave it unset (it is inferred from the URL)"
+            )
+        self.database_read_urls = [self._read_url(url) for url in self.database_read_urls]
         return self
+
+    def _read_url(self, url: str) -> str:
+        check_url(url, "DATABASE_READ_URLS")
+        replica = infer_database_type(to_async_url(url))
+        assert self.database_type is not None  # resolved before the replicas
+        if not same_backend(replica, self.database_type):
+            raise ConfigurationError(
+                f"DATABASE_READ_URLS holds a {replica.value} URL ({mask_url(url)}) for a "
+                f"{self.database_type.value} database: replicas must be the same database"
+            )
+        return to_async_url(url)
 
     def _mysql_url(self) -> str:
         from sqlalchemy.engine import URL
@@ -145,6 +150,14 @@ class Settings(BaseSettings):
         )
         return url.render_as_string(hide_password=False)
 
+    @field_serializer("database_url")
+    def _dump_url(self, value: str | None) -> str | None:
+        return None if value is None else mask_url(value)
+
+    @field_serializer("database_read_urls")
+    def _dump_urls(self, value: list[str]) -> list[str]:
+        return [mask_url(url) for url in value]
+
     @property
     def safe_database_url(self) -> str:
         """DATABASE_URL with the password masked."""
@@ -157,6 +170,17 @@ class Settings(BaseSettings):
             elif name == "database_read_urls" and isinstance(value, list):
                 value = [mask_url(v) for v in value]
             yield name, value
+
+
+def _warn_unknown_variables(model: type[Settings]) -> None:
+    """Warn about each variable that looks meant for the layer but names no setting."""
+    for variable, closest in unknown_variables(os.environ, model.model_fields):
+        # stacklevel: the warning points at the code that built the Settings.
+        warnings.warn(unknown_variable_warning(variable, closest), ConfigurationWarning, 4)
+
+
+class ConfigurationWarning(UserWarning):
+    """An environment variable that looks meant for the data layer but is none of its settings."""
 
 
 def sqlite_file(url: str | None) -> str | None:

@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.config import DatabaseType, Settings, mask_url
+from app.driver_logs import hide_driver_parameters
 from app.filter_eval import json_contains
 
 log = logging.getLogger("app.sql")
@@ -38,7 +39,13 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
     # server dropped fails its first statement; SQLAlchemy then invalidates it and every older
     # pooled connection, the caller gets BackendUnavailableError, and the next Unit of Work
     # connects afresh. DATABASE_POOL_PRE_PING=true trades the round trip for never seeing that.
-    kwargs: dict[str, Any] = {"pool_pre_ping": settings.database_pool_pre_ping}
+    # hide_parameters: SQLAlchemy's own log lines and errors never show bound values, which may
+    # be settings' plain values.
+    kwargs: dict[str, Any] = {
+        "pool_pre_ping": settings.database_pool_pre_ping,
+        "hide_parameters": True,
+    }
+    hide_driver_parameters()
     if backend == "sqlite":
         kwargs["connect_args"] = {"timeout": settings.database_pool_timeout}
     else:

@@ -25,6 +25,10 @@ class InvalidInputError(DataLayerError, ValueError):
     """The caller passed something the layer refuses before touching the database."""
 
 
+class ConfigurationError(InvalidInputError):
+    """A setting (environment variable or ``Settings`` field) that cannot be used as given."""
+
+
 class UnsupportedFeatureError(DataLayerError):
     """The configured backend lacks the feature asked for."""
 
@@ -46,7 +50,10 @@ _PG_CONFLICT = {"23505", "23503"}
 _MYSQL_CONFLICT = {1062, 1451, 1452, 1216, 1217, 1586}
 _PG_INVALID = {"22P02", "22021", "23514", "23502", "22001", "22003", "22007", "22008"}
 _MYSQL_INVALID = {1048, 1265, 1366, 1406, 1264, 4025, 3819, 1292}
-_PASSWORD_IN_DSN = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+# Greedy up to the last @: a password may hold an unencoded @ of its own; "//" rather than "://"
+# catches a URL missing its colon too.
+_PASSWORD_IN_DSN = re.compile(r"(//[^:/@\s]*:)\S+@")
+_SECRET_PARAMETER = re.compile(r"((?:pass|pwd|secret|key|token|auth|cred)\w*=)[^&\s]+", re.I)
 
 
 def _sqlstate(orig: BaseException | None) -> str | None:
@@ -66,7 +73,7 @@ def _mysql_errno(orig: BaseException | None) -> int | None:
 
 def scrub(message: str) -> str:
     """A driver message with any DSN password masked."""
-    return _PASSWORD_IN_DSN.sub(r"\1***@", message)
+    return _SECRET_PARAMETER.sub(r"\1***", _PASSWORD_IN_DSN.sub(r"\1***@", message))
 
 
 def classify(error: sa_exc.DBAPIError) -> type[DataLayerError]:
@@ -142,6 +149,7 @@ def translate_errors(action: str = "database operation") -> Iterator[None]:
 
 __all__ = [
     "BackendUnavailableError",
+    "ConfigurationError",
     "ConflictError",
     "DataLayerError",
     "InvalidInputError",

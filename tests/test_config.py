@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 
 import pytest
-from pydantic import ValidationError
 
 from app.bootstrap import bootstrap
 from app.config import DatabaseType, Settings, VectorBackend, get_settings, mask_url
-from app.errors import BackendUnavailableError
+from app.errors import BackendUnavailableError, ConfigurationError
 
 SECRET = "s3cr3t-Pa55"
 
@@ -84,7 +83,7 @@ def test_mysql_variables_assemble_a_url(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_a_type_without_a_url_is_refused() -> None:
-    with pytest.raises(ValidationError, match="needs DATABASE_URL"):
+    with pytest.raises(ConfigurationError, match="DATABASE_TYPE=postgresql needs DATABASE_URL"):
         Settings(database_type="postgresql")
 
 

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import os
+import warnings
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import exc as sa_exc
 
-from app.config import Settings, mask_url, sqlite_file
-from app.errors import DataLayerError
+from app.config import ConfigurationWarning, Settings, mask_url, sqlite_file
+from app.errors import ConfigurationError, DataLayerError
 
 if TYPE_CHECKING:
     from app.bootstrap import DataLayer
@@ -41,18 +42,30 @@ Url = Annotated[
 
 
 def fail(message: str) -> NoReturn:
-    """Print ``message`` as an error and exit with status 2."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    """Print ``message`` as an error on one line and exit with status 2."""
+    # escape: a URL's [IPv6] host or a value in brackets is text, not rich markup.
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_ERROR)
 
 
 def settings_for(url: str | None) -> Settings:
-    """The environment's settings, with ``--url`` overriding DATABASE_URL."""
-    try:
-        return Settings(database_url=url) if url else Settings()
-    except ValidationError as exc:
-        # Only the messages: pydantic's full text would echo the input, password included.
-        fail("; ".join(str(e["msg"]) for e in exc.errors()))
+    """The environment's settings, with ``--url`` overriding DATABASE_URL; a setting that cannot
+    be used exits 2 with one line naming it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConfigurationWarning)
+        try:
+            settings, problem = (Settings(database_url=url) if url else Settings()), None
+        except ConfigurationError as exc:
+            problem = str(exc)
+    for warning in caught:
+        if issubclass(warning.category, ConfigurationWarning):
+            err.print(f"[yellow]warning:[/] {escape(str(warning.message))}", soft_wrap=True)
+        else:  # not ours to print: back to the filters the user set
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)  # fmt: skip
+    if problem is not None:
+        fail(problem)
+    return settings
 
 
 def with_layer(

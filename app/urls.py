@@ -1,0 +1,122 @@
+"""Database URLs: masking for output, checking, async drivers, which backend a URL names.
+
+Masking works on the text, not on a parse: a URL too broken to parse (no ``://``, an unencoded
+``@`` in the password) must still come out without its password.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from app.errors import ConfigurationError
+
+
+class DatabaseType(StrEnum):
+    SUPABASE = "supabase"
+    POSTGRESQL = "postgresql"
+    MYSQL = "mysql"
+    SQLITE = "sqlite"
+
+
+_ASYNC_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "mysql": "mysql+aiomysql",
+    "mariadb": "mysql+aiomysql",
+    "sqlite": "sqlite+aiosqlite",
+}
+ACCEPTED_URLS = (
+    "<scheme>://user:password@host:port/database with scheme postgresql (or postgres), "
+    "mysql (or mariadb) or sqlite, optionally with +driver"
+)
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+# Query parameters whose values may be credentials (libpq's password, sslpassword, tokens...).
+_SECRET_PARAMETER = re.compile(r"pass|pwd|secret|key|token|auth|cred", re.IGNORECASE)
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password and secret-looking query values replaced by ***."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not _SCHEME.fullmatch(scheme):
+        return "***"  # not a URL: nothing tells where a password would sit, so show nothing
+    # The last @ ends the user part: an unencoded @ in a password is still inside it.
+    userinfo, at, address = rest.rpartition("@")
+    if at:
+        user, colon, _ = userinfo.partition(":")
+        userinfo = f"{user}:***@" if colon else f"{userinfo}@"
+    address, question, query = address.partition("?")
+    if question:
+        query = "&".join(_mask_parameter(pair) for pair in query.split("&"))
+    return f"{scheme}://{userinfo}{address}{question}{query}"
+
+
+def _mask_parameter(pair: str) -> str:
+    name, equals, _ = pair.partition("=")
+    return f"{name}=***" if equals and _SECRET_PARAMETER.search(name) else pair
+
+
+def check_url(url: str, variable: str) -> URL:
+    """``url`` parsed; ``ConfigurationError`` naming ``variable`` when it cannot be used."""
+    masked = mask_url(url)
+    if "://" not in url:
+        raise ConfigurationError(
+            f"{variable} is not a URL (value not shown: it may hold a password): expected "
+            f"{ACCEPTED_URLS}"
+        )
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{variable}={masked} is not a valid URL (the port must be a number from 1 to 65535): "
+            f"expected {ACCEPTED_URLS}"
+        ) from exc
+    if "@" in (parsed.host or ""):
+        raise ConfigurationError(
+            f"{variable}={masked} has an unencoded '@' in its user name or password: "
+            "percent-encode it as %40 (urllib.parse.quote(password, safe=''))"
+        )
+    if parsed.port is not None and not 1 <= parsed.port <= 65535:
+        raise ConfigurationError(
+            f"{variable}={masked} has port {parsed.port}: expected a port from 1 to 65535"
+        )
+    if parsed.get_backend_name() not in _ASYNC_DRIVERS:
+        raise ConfigurationError(
+            f"{variable}={masked} names an unsupported database "
+            f"{parsed.get_backend_name()!r}: expected {ACCEPTED_URLS}"
+        )
+    return parsed
+
+
+def to_async_url(url: str) -> str:
+    """Give a plain ``postgresql://`` / ``mysql://`` / ``sqlite://`` URL its async driver."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        check_url(url, "DATABASE_URL")  # raises, naming what a URL looks like
+    base = scheme.split("+", 1)[0].lower()
+    if "+" in scheme or base not in _ASYNC_DRIVERS:
+        return url
+    return f"{_ASYNC_DRIVERS[base]}://{rest}"
+
+
+def infer_database_type(url: str) -> DatabaseType:
+    """Which backend a URL names; Supabase hosts and pooler ports count as ``supabase``."""
+    parsed = check_url(url, "DATABASE_URL")
+    backend = parsed.get_backend_name()
+    if backend in ("mysql", "mariadb"):
+        return DatabaseType.MYSQL
+    if backend == "sqlite":
+        return DatabaseType.SQLITE
+    host = parsed.host or ""
+    if "supabase" in host or parsed.port == 6543:
+        return DatabaseType.SUPABASE
+    return DatabaseType.POSTGRESQL
+
+
+def same_backend(first: DatabaseType, second: DatabaseType) -> bool:
+    """Whether two types talk to the same kind of server (Supabase is PostgreSQL)."""
+    postgres = {DatabaseType.SUPABASE, DatabaseType.POSTGRESQL}
+    return first == second or {first, second} <= postgres
