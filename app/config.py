@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     credentials_key: SecretStr | None = None
     database_pool_size: int = Field(default=5, ge=1, le=1000)
     database_pool_timeout: float = Field(default=30.0, gt=0)
+    # Seconds to establish a connection (the handshake included); a server that accepts and
+    # never answers is given up on after this.
+    database_connect_timeout: float = Field(default=10.0, gt=0, le=3600)
+    # Seconds a statement may run before the server cancels it; unset = no limit.
+    database_statement_timeout: float | None = Field(default=None, gt=0, le=86400)
     database_pool_recycle: int = Field(default=1800, ge=-1)
     database_pool_pre_ping: bool = False
     # NoDecode: the environment gives a comma-separated list, not JSON.

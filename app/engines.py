@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import uuid4
 
@@ -56,18 +58,22 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
             pool_recycle=settings.database_pool_recycle,
         )
     if backend == "postgresql" and settings.database_type is DatabaseType.SUPABASE:
-        kwargs["connect_args"] = {
-            "statement_cache_size": 0,
-            "prepared_statement_name_func": _pooler_statement_name,
-        }
+        kwargs.setdefault("connect_args", {}).update(
+            statement_cache_size=0, prepared_statement_name_func=_pooler_statement_name
+        )
         url = str(
             make_url(url)
             .update_query_dict({"prepared_statement_cache_size": "0"})
             .render_as_string(hide_password=False)
         )
     pooled = settings.database_type is DatabaseType.SUPABASE
+    if backend in ("postgresql", "mysql"):
+        bounded = bounded_connect(backend, url, settings.database_connect_timeout)
+        kwargs.setdefault("connect_args", {})["async_creator_fn"] = bounded
     if backend == "postgresql" and not pooled:
         _hnsw_defaults(kwargs)
+    if backend == "postgresql" and settings.database_statement_timeout is not None:
+        _postgresql_statement_timeout(kwargs, settings.database_statement_timeout, pooled)
     if backend == "postgresql" and read_only and not pooled:
         _read_only_postgresql(kwargs)
     if backend in ("sqlite", "mysql") and read_only:
@@ -85,10 +91,68 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
         _configure_mysql_reader(engine)
     if backend in ("sqlite", "mysql"):
         _skip_needless_rollbacks(engine)
+    if backend == "mysql" and settings.database_statement_timeout is not None:
+        _mysql_statement_timeout(engine, settings.database_statement_timeout)
     if settings.enable_query_logging:
         _install_query_logging(engine, settings.slow_query_threshold_ms)
     log.debug("engine created for %s", mask_url(url))
     return engine
+
+
+def bounded_connect(backend: str, url: str, timeout: float) -> Callable[..., Any]:
+    """The driver's connect, given up on after ``timeout`` seconds, handshake included.
+
+    asyncpg's own timeout and aiomysql's ``connect_timeout`` bound only part of the way: a
+    server that accepts the connection and never answers kept aiomysql waiting for ever.
+    """
+    parsed = make_url(url)
+    default_port = 5432 if backend == "postgresql" else 3306
+    where = f"{parsed.host or 'localhost'}:{parsed.port or default_port}"
+    if backend == "postgresql":
+        import asyncpg
+
+        connect: Callable[..., Awaitable[Any]] = asyncpg.connect
+    else:
+        import aiomysql
+
+        connect = aiomysql.connect
+
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return await asyncio.wait_for(connect(*args, **kwargs), timeout)
+        except TimeoutError:
+            raise TimeoutError(
+                f"no answer from {where} within {timeout:g} s (DATABASE_CONNECT_TIMEOUT)"
+            ) from None
+
+    return bounded
+
+
+def _postgresql_statement_timeout(kwargs: dict[str, Any], seconds: float, pooled: bool) -> None:
+    """The server cancels a statement after ``seconds`` (SQLSTATE 57014). Behind a transaction
+    pooler, which refuses start-up parameters, the driver cancels it instead."""
+    if pooled:
+        kwargs.setdefault("connect_args", {})["command_timeout"] = seconds
+    else:
+        _server_settings(kwargs)["statement_timeout"] = str(max(1, round(seconds * 1000)))
+
+
+def _mysql_statement_timeout(engine: AsyncEngine, seconds: float) -> None:
+    """Each new connection gets the server's statement limit: MariaDB's ``max_statement_time``
+    (seconds, any statement), MySQL's ``max_execution_time`` (milliseconds, SELECTs)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def limit(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("SELECT VERSION()")
+            mariadb = "mariadb" in str(cursor.fetchone()[0]).lower()
+            if mariadb:
+                cursor.execute(f"SET SESSION max_statement_time = {float(seconds)!r}")
+            else:
+                cursor.execute(f"SET SESSION max_execution_time = {max(1, round(seconds * 1000))}")
+        finally:
+            cursor.close()
 
 
 def _read_only_postgresql(kwargs: dict[str, Any]) -> None:

@@ -46,6 +46,9 @@ _PG_RETRYABLE = {"40001", "40P01"}
 # 1467: InnoDB's AUTO-INC lock lost in a deadlock (reported as "Failed to read auto-increment
 # value"): the statement can be retried as a deadlock can.
 _MYSQL_RETRYABLE = {1213, 1205, 1467}
+# The server is shutting down, crashed, or not yet accepting connections (class 08: the
+# connection itself failed).
+_PG_UNAVAILABLE = {"57P01", "57P02", "57P03"}
 _PG_CONFLICT = {"23505", "23503"}
 _MYSQL_CONFLICT = {1062, 1451, 1452, 1216, 1217, 1586}
 _PG_INVALID = {"22P02", "22021", "23514", "23502", "22001", "22003", "22007", "22008"}
@@ -90,6 +93,8 @@ def classify(error: sa_exc.DBAPIError) -> type[DataLayerError]:
     if state in _PG_INVALID or errno in _MYSQL_INVALID or "check constraint" in text:
         return InvalidInputError
     if isinstance(error, sa_exc.InterfaceError) or error.connection_invalidated:
+        return BackendUnavailableError
+    if state is not None and (state.startswith("08") or state in _PG_UNAVAILABLE):
         return BackendUnavailableError
     if isinstance(error, sa_exc.OperationalError) and state is None and errno in (2003, 2006, 2013):
         return BackendUnavailableError

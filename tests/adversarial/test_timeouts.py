@@ -1,0 +1,79 @@
+"""A server that accepts connections and never answers: ``BackendUnavailableError`` naming host
+and port within ``DATABASE_CONNECT_TIMEOUT`` + 2 s (it used to hang MariaDB callers for over
+900 s). A statement running past ``DATABASE_STATEMENT_TIMEOUT`` is cancelled by the server."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.bootstrap import bootstrap
+from app.config import Settings
+from app.errors import BackendUnavailableError, DataLayerError
+from tests.support import Backend, LayerFactory
+
+TIMEOUT = 1.5
+
+
+@pytest.fixture
+async def silent_port() -> AsyncIterator[int]:
+    """A loopback listener that accepts connections and never writes a byte."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    server = await asyncio.start_server(accept, "127.0.0.1", port)
+    yield port
+    for writer in held:
+        writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://archon@127.0.0.1:{port}/archon", "mysql://root@127.0.0.1:{port}/archon"]
+)
+async def test_a_silent_server_is_unavailable_within_the_connect_timeout(
+    silent_port: int, url: str
+) -> None:
+    settings = Settings(_env_file=None, database_url=url.format(port=silent_port),
+                        database_connect_timeout=TIMEOUT, vector_database="exact")  # fmt: skip
+    layer = bootstrap(settings)
+    started = time.monotonic()
+    try:
+        with pytest.raises(BackendUnavailableError) as raised:
+            async with layer.uow(read_only=True) as uow:
+                await uow.projects.count()
+    finally:
+        await layer.aclose()
+    assert time.monotonic() - started < TIMEOUT + 2
+    assert f"127.0.0.1:{silent_port}" in str(raised.value)
+    assert "DATABASE_CONNECT_TIMEOUT" in str(raised.value)
+
+
+@pytest.mark.backends("postgres", "pgvector", "mariadb")
+async def test_a_statement_past_the_statement_timeout_is_cancelled(
+    make_layer: LayerFactory, backend: Backend
+) -> None:
+    import sqlalchemy as sa
+
+    layer = await make_layer(database_statement_timeout=0.5)
+    sleep = "SELECT pg_sleep(5)" if backend.dialect == "postgresql" else "SELECT SLEEP(5)"
+    started = time.monotonic()
+    with pytest.raises(DataLayerError):
+        async with layer.uow() as uow:
+            from app.errors import translate_errors
+
+            with translate_errors("sleeping"):
+                result = await uow.session.execute(sa.text(sleep))
+                if backend.dialect != "postgresql":  # MariaDB answers 1 for an interrupted SLEEP
+                    assert result.scalar() == 0, "SLEEP was not interrupted"
+    assert time.monotonic() - started < 4
