@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.config import DatabaseType, Settings, mask_url
 from app.driver_logs import hide_driver_parameters
+from app.errors import ConfigurationError
 from app.filter_eval import json_contains
 
 log = logging.getLogger("app.sql")
@@ -123,6 +124,12 @@ def bounded_connect(backend: str, url: str, timeout: float) -> Callable[..., Any
         except TimeoutError:
             raise TimeoutError(
                 f"no answer from {where} within {timeout:g} s (DATABASE_CONNECT_TIMEOUT)"
+            ) from None
+        except TypeError as exc:  # an option of the URL's query the driver does not take
+            raise ConfigurationError(
+                f"the {backend} driver refused an option of the database URL's query ({exc}): "
+                "remove it; connection and statement limits are DATABASE_CONNECT_TIMEOUT and "
+                "DATABASE_STATEMENT_TIMEOUT"
             ) from None
 
     return bounded

@@ -88,7 +88,46 @@ def check_url(url: str, variable: str) -> URL:
             f"{variable}={masked} names an unsupported database "
             f"{parsed.get_backend_name()!r}: expected {ACCEPTED_URLS}"
         )
+    _check_query(parsed, variable)
     return parsed
+
+
+# URL query options drivers take in another form, or not at all: refused by name, with what
+# to use instead (left in, they failed at connect time with a driver's TypeError, or did nothing).
+_TIMEOUTS = "use DATABASE_CONNECT_TIMEOUT (connecting) or DATABASE_STATEMENT_TIMEOUT (statements)"
+_INSTEAD = {
+    "postgresql": {
+        "timeout": _TIMEOUTS,
+        "connect_timeout": _TIMEOUTS,
+        "command_timeout": _TIMEOUTS,
+        "statement_timeout": _TIMEOUTS,
+        "sslmode": "asyncpg names it ssl: ?ssl=require (or verify-ca, verify-full, disable)",
+        "sslcert": "asyncpg reads client certificates from PGSSLCERT / PGSSLKEY",
+        "sslkey": "asyncpg reads client certificates from PGSSLCERT / PGSSLKEY",
+        "sslrootcert": "asyncpg reads the root certificate from PGSSLROOTCERT",
+        "sslpassword": "asyncpg takes no key password in the URL; use an unencrypted key file",
+        "application_name": "not a connection option of asyncpg; it cannot be set in the URL",
+        "options": "not a connection option of asyncpg; it cannot be set in the URL",
+    },
+    "mysql": {
+        "connect_timeout": _TIMEOUTS,
+        "read_timeout": _TIMEOUTS,
+        "write_timeout": _TIMEOUTS,
+        "timeout": _TIMEOUTS,
+    },
+    "sqlite": {"timeout": "use DATABASE_POOL_TIMEOUT (how long a writer waits for the lock)"},
+}
+
+
+def _check_query(parsed: URL, variable: str) -> None:
+    backend = parsed.get_backend_name()
+    for name in parsed.query:
+        advice = _INSTEAD.get(backend, {}).get(name.lower())
+        if advice is not None:
+            raise ConfigurationError(
+                f"{variable} has the query option {name!r}, which the {backend} driver does not "
+                f"take that way: {advice}"
+            )
 
 
 def to_async_url(url: str) -> str:

@@ -77,3 +77,33 @@ async def test_a_statement_past_the_statement_timeout_is_cancelled(
                 if backend.dialect != "postgresql":  # MariaDB answers 1 for an interrupted SLEEP
                     assert result.scalar() == 0, "SLEEP was not interrupted"
     assert time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize(
+    ("query", "advice"),
+    [("timeout=5", "DATABASE_CONNECT_TIMEOUT"), ("connect_timeout=5", "DATABASE_CONNECT_TIMEOUT"),
+     ("sslmode=require", "ssl=require"), ("command_timeout=3", "DATABASE_STATEMENT_TIMEOUT")],
+)  # fmt: skip
+def test_url_options_a_driver_takes_otherwise_are_refused_by_name(query: str, advice: str) -> None:
+    from app.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as raised:
+        Settings(_env_file=None, database_url=f"postgresql://u:pw@127.0.0.1/db?{query}")
+    assert query.split("=")[0] in str(raised.value) and advice in str(raised.value)
+    assert "pw" not in str(raised.value).replace("password", "")
+
+
+@pytest.mark.backends("postgres", "mariadb")
+async def test_an_option_the_driver_does_not_know_is_refused_at_connect(backend: Backend) -> None:
+    from app.errors import ConfigurationError
+
+    joined = "&" if "?" in backend.url else "?"
+    url = f"{backend.url}{joined}no_such_option=1"
+    settings = Settings(_env_file=None, database_url=url, vector_database="exact")
+    layer = bootstrap(settings)
+    try:
+        with pytest.raises(ConfigurationError, match="no_such_option"):
+            async with layer.uow(read_only=True) as uow:
+                await uow.projects.count()
+    finally:
+        await layer.aclose()
