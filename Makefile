@@ -31,7 +31,8 @@ test: venv services
 # benchmarks/ is linted once it exists.
 # The fault and fuzz tests of tests/adversarial with large budgets (CI runs them with small ones).
 test-adversarial: venv services
-	TEST_CRASH_RUNS=$${TEST_CRASH_RUNS:-100} $(VENV)/bin/pytest -s tests/adversarial $(PYTEST_ARGS)
+	TEST_CRASH_RUNS=$${TEST_CRASH_RUNS:-100} TEST_FUZZ_EXAMPLES=$${TEST_FUZZ_EXAMPLES:-2000} \
+		$(VENV)/bin/pytest -s tests/adversarial $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check app tests $(wildcard benchmarks)

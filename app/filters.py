@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Collection, Mapping
@@ -166,11 +167,22 @@ def _check_operand(name: str, op: str, value: Any) -> None:
     elif op in ("like", "ilike"):
         if not isinstance(value, str):
             raise InvalidInputError(f"{op!r} on {name!r} takes a string pattern")
+        check_text(f"{op!r} pattern for {name!r}", value)
     elif op == "contains":
         if not isinstance(value, dict | list | str | int | float | bool):
             raise InvalidInputError(f"'contains' on {name!r} takes JSON (object, list or scalar)")
+        _check_json_operand(name, value)
     else:
         _check_scalar(name, op, value, allow_none=op in ("eq", "ne"))
+
+
+def _check_json_operand(name: str, value: Any) -> None:
+    """JSON every backend can compare: finite numbers, valid text, not absurdly deep."""
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False)
+        check_text(f"'contains' value for {name!r}", text)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise InvalidInputError(f"'contains' on {name!r} takes plain JSON: {exc}") from None
 
 
 def _check_scalar(name: str, op: str, value: Any, allow_none: bool = False) -> None:
