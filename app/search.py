@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.engines import is_autocommit
+from app.engines import behind_transaction_pooler, is_autocommit
 from app.errors import InvalidInputError, translate_errors
 from app.repositories.rows import entity_rows
 from app.text import check_text
@@ -145,8 +145,14 @@ async def _pgvector_search(
 @asynccontextmanager
 async def _autocommit_session(layer: UnitsOfWork) -> AsyncIterator[AsyncSession]:
     """A session whose statements each run on their own: a read-only Unit of Work on the
-    readers' autocommit pools, else a writer connection switched to autocommit."""
-    if layer.read_engines and all(is_autocommit(engine) for engine in layer.read_engines):
+    readers' autocommit pools, else a writer connection switched to autocommit.
+
+    Behind a transaction pooler, a read-only Unit of Work (a transaction) instead: outside one,
+    the pooler may run a statement's prepare and its execution on two server connections.
+    """
+    if behind_transaction_pooler(layer.engine) or (
+        layer.read_engines and all(is_autocommit(engine) for engine in layer.read_engines)
+    ):
         async with layer.uow(read_only=True) as uow:
             yield uow.session
         return
