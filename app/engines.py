@@ -27,6 +27,8 @@ DRIVER_STATEMENTS = "archon_driver_statements"
 # a nearest-rows query whose ef_search is this one needs no settings of its own.
 DEFAULT_EF_SEARCH = 64
 HNSW_EF_SEARCH = "archon_hnsw_ef_search"
+# Execution option marking engines that reach PostgreSQL through a transaction pooler.
+TRANSACTION_POOLER = "archon_transaction_pooler"
 
 
 def _pooler_statement_name() -> str:
@@ -81,7 +83,9 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
         # No BEGIN/ROLLBACK: each read is its own transaction (on SQLite every call to the
         # driver's thread is a hop); an explicit isolation level still gets a transaction.
         _autocommit(kwargs)
-    if not pooled:
+    if pooled:
+        kwargs.setdefault("execution_options", {})[TRANSACTION_POOLER] = True
+    else:
         # Hot reads may run on the driver connection (app.repositories.driver); behind a
         # transaction pooler statements keep SQLAlchemy's pooler-safe preparation.
         kwargs.setdefault("execution_options", {})[DRIVER_STATEMENTS] = True
@@ -195,6 +199,16 @@ def _autocommit(kwargs: dict[str, Any]) -> None:
     # Nothing to roll back at check-in: a Unit of Work that asked for an isolation level (and so
     # a transaction) has ended it when it closed.
     kwargs["pool_reset_on_return"] = None
+
+
+def behind_transaction_pooler(engine: AsyncEngine) -> bool:
+    """Whether ``engine`` reaches its server through a transaction pooler (supabase mode).
+
+    Such a pooler may hand every transaction, and every statement outside one, another server
+    connection: asyncpg prepares a statement and then executes it in two round trips, so both
+    must be inside one transaction, never in autocommit.
+    """
+    return bool(engine.get_execution_options().get(TRANSACTION_POOLER))
 
 
 def is_autocommit(engine: AsyncEngine) -> bool:

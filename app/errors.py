@@ -38,11 +38,14 @@ class BackendUnavailableError(DataLayerError):
 
 
 class RetryableError(DataLayerError):
-    """A serialization failure or deadlock: running the transaction again may succeed."""
+    """A serialization failure, deadlock or pooler hiccup: running the transaction again may
+    succeed."""
 
 
 # SQLSTATE classes and MySQL error numbers, by what they mean to a caller.
-_PG_RETRYABLE = {"40001", "40P01"}
+# 26000 / 42P05: a prepared statement missing, or already there, on the server connection a
+# transaction pooler handed out: the next transaction may get a connection where it is right.
+_PG_RETRYABLE = {"40001", "40P01", "26000", "42P05"}
 # 1467: InnoDB's AUTO-INC lock lost in a deadlock (reported as "Failed to read auto-increment
 # value"): the statement can be retried as a deadlock can.
 _MYSQL_RETRYABLE = {1213, 1205, 1467}

@@ -1,8 +1,10 @@
 """``DataLayer.search``: vector, keyword and hybrid search, hydrated with the entities.
 
-Keyword search is each dialect's own full-text search over the chunk's text: PostgreSQL's
-``content_search_vector @@ plainto_tsquery('english', q)`` ranked by ``ts_rank_cd``; SQLite's FTS5
-tables ranked by ``bm25``; MySQL's FULLTEXT ``MATCH ... AGAINST`` in natural language mode.
+Keyword search is each dialect's own full-text search over the chunk's text, for the same words
+(``app.search_words``: the text is words, never query syntax), every one required: PostgreSQL's
+``content_search_vector @@ plainto_tsquery('english', words)`` ranked by ``ts_rank_cd``; SQLite's
+FTS5 tables, each word quoted, ranked by ``bm25``; MySQL's FULLTEXT ``MATCH ... AGAINST`` in
+boolean mode, ``+word`` for each.
 Hybrid fuses the vector and keyword top-``k`` lists by reciprocal rank (``1 / (60 + rank)``
 summed, ties to the smaller id), exactly as Archon's ``hybrid_search_*`` functions created by the
 migrations do, so both give the same rows. A row found by both lists matches as ``hybrid``.
@@ -12,7 +14,6 @@ fusion, and the rows themselves.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -21,9 +22,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.engines import is_autocommit
+from app.engines import behind_transaction_pooler, is_autocommit
 from app.errors import InvalidInputError, translate_errors
 from app.repositories.rows import entity_rows
+from app.search_words import search_words
 from app.text import check_text
 from app.vector.factory import AutoVectorIndex
 from app.vector.port import MatchType, SearchHit, collection_table, vector_length
@@ -37,16 +39,6 @@ Mode = Literal["auto", "vector", "keyword", "hybrid"]
 Ranked = list[tuple[int, float]]
 RRF_K = 60
 MAX_K = 1000
-# PostgreSQL's English stop words: plainto_tsquery drops them, so FTS5 must not require them.
-STOP_WORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before
-    being below between both but by can did do does doing don down during each few for from
-    further had has have having he her here hers herself him himself his how i if in into is it
-    its itself just me more most my myself no nor not now of off on once only or other our ours
-    ourselves out over own s same she should so some such t than that the their theirs them
-    themselves then there these they this those through to too under until up very was we were
-    what when where which while who whom why will with you your yours yourself yourselves""".split()
-)
 
 
 async def search(
@@ -133,7 +125,7 @@ async def _pgvector_search(
             filters,
             embedding_model=embedding_model,
             keyword=_postgresql_bound,
-            text=text,
+            text=" ".join(search_words(text)),
             rrf_k=RRF_K,
         )
     return [
@@ -145,8 +137,14 @@ async def _pgvector_search(
 @asynccontextmanager
 async def _autocommit_session(layer: UnitsOfWork) -> AsyncIterator[AsyncSession]:
     """A session whose statements each run on their own: a read-only Unit of Work on the
-    readers' autocommit pools, else a writer connection switched to autocommit."""
-    if layer.read_engines and all(is_autocommit(engine) for engine in layer.read_engines):
+    readers' autocommit pools, else a writer connection switched to autocommit.
+
+    Behind a transaction pooler, a read-only Unit of Work (a transaction) instead: outside one,
+    the pooler may run a statement's prepare and its execution on two server connections.
+    """
+    if behind_transaction_pooler(layer.engine) or (
+        layer.read_engines and all(is_autocommit(engine) for engine in layer.read_engines)
+    ):
         async with layer.uow(read_only=True) as uow:
             yield uow.session
         return
@@ -239,7 +237,15 @@ async def keyword_search(
     return [(int(row[0]), float(row[1])) for row in rows]
 
 
-def _postgresql(collection: str, text: Any, where: Any) -> Any:
+def _postgresql(collection: str, text: str, where: Any) -> Any:
+    words = search_words(text)
+    if not words:
+        return None
+    # The words hold letters and digits only: plainto_tsquery ANDs them, reading no operator.
+    return _postgresql_ranking(collection, " ".join(words), where)
+
+
+def _postgresql_ranking(collection: str, text: Any, where: Any) -> Any:
     table = ENTITIES[collection].__table__
     # In FROM, the query is parsed once, not again for every matching row's rank.
     parsed = sa.func.plainto_tsquery(sa.literal_column("'english'::regconfig"), text)
@@ -257,13 +263,12 @@ def _postgresql(collection: str, text: Any, where: Any) -> Any:
 
 def _postgresql_bound(collection: str, where: Any) -> Any:
     """The PostgreSQL keyword ranking, its text the bound parameter ``t`` (built once)."""
-    return _postgresql(collection, sa.bindparam("t", type_=sa.Text), where)
+    return _postgresql_ranking(collection, sa.bindparam("t", type_=sa.Text), where)
 
 
 def fts5_query(text: str) -> str | None:
-    """Every word of ``text`` but stop words, each quoted (so FTS5 reads no operators), ANDed."""
-    words = [w for w in re.findall(r"\w+", text.lower()) if w not in STOP_WORDS]
-    return " ".join(f'"{word}"' for word in dict.fromkeys(words)) or None
+    """The search words of ``text``, each quoted (so FTS5 reads no operators), ANDed."""
+    return " AND ".join(f'"{word}"' for word in search_words(text)) or None
 
 
 def _sqlite(collection: str, text: str, where: Any) -> Any:
@@ -283,9 +288,14 @@ def _sqlite(collection: str, text: str, where: Any) -> Any:
 
 
 def _mysql(collection: str, text: str, where: Any) -> Any:
+    words = search_words(text)
+    if not words:
+        return None
     table = ENTITIES[collection].__table__
     document: Any = sa.literal_column("content_search_vector")
-    relevance = mysql.match(document, against=text).in_natural_language_mode()
+    # Boolean mode, every word required; natural language mode would match any of them.
+    required = " ".join(f"+{word}" for word in words)
+    relevance = mysql.match(document, against=required).in_boolean_mode()
     return (
         sa.select(table.c.id, relevance.label("rank"))
         .where(relevance > 0, where)

@@ -222,5 +222,5 @@ def test_fusion_counts_both_lists_and_breaks_ties_by_id() -> None:
 
 
 def test_fts5_queries_hold_no_operators_and_no_stop_words() -> None:
-    assert fts5_query('the "rate" OR limit* NEAR(x)') == '"rate" "limit" "near" "x"'
+    assert fts5_query('the "rate" OR limit* NEAR(x)') == '"rate" AND "limit" AND "near"'
     assert fts5_query("the of and") is None
