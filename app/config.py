@@ -133,7 +133,8 @@ class Settings(BaseSettings):
         check_url(url, "DATABASE_READ_URLS")
         replica = infer_database_type(to_async_url(url))
         assert self.database_type is not None  # resolved before the replicas
-        if not same_backend(replica, self.database_type):
+        # Unused until ENABLE_READ_REPLICAS: a list kept for later need not match yet.
+        if self.enable_read_replicas and not same_backend(replica, self.database_type):
             raise ConfigurationError(
                 f"DATABASE_READ_URLS holds a {replica.value} URL ({mask_url(url)}) for a "
                 f"{self.database_type.value} database: replicas must be the same database"

@@ -111,7 +111,11 @@ def test_supabase_and_postgresql_are_one_family() -> None:
 
 
 def test_replicas_of_another_database_are_refused() -> None:
-    message = refusal(DATABASE_URL="sqlite:///x.db", DATABASE_READ_URLS=f"mysql://u:{SECRET}@r/db")
+    message = refusal(
+        DATABASE_URL="sqlite:///x.db",
+        DATABASE_READ_URLS=f"mysql://u:{SECRET}@r/db",
+        ENABLE_READ_REPLICAS="true",
+    )
     assert "DATABASE_READ_URLS holds a mysql URL" in message and "for a sqlite database" in message
 
 
