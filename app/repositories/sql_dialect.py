@@ -30,7 +30,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-_PATH_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+# \Z, not $: "$" also matches before a final newline, which PostgreSQL would then trim.
+_PATH_PART = re.compile(r"\A[A-Za-z_][A-Za-z0-9_\-]*\Z")
 _COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 # JSON type names per dialect, for the kinds the filter language distinguishes.
 _KINDS: dict[str, dict[str, tuple[str, ...]]] = {
