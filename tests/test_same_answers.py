@@ -1,0 +1,69 @@
+"""Every backend gives the same answer: what one stores all store, or all refuse before SQL.
+
+Each case here once differed between backends (issue 10); see README "Same answers on every
+backend".
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from app.bootstrap import DataLayer
+from app.errors import InvalidInputError
+from app.testing import ProjectFactory, SourceFactory, TaskFactory, save
+from tests.support import Sql
+
+LONG_AGO = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def as_datetime(value: Any) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+async def test_a_source_id_longer_than_255_is_refused_everywhere(
+    layer: DataLayer, sql: Sql
+) -> None:
+    longest, too_long = "s" * 255, "s" * 256
+    async with layer.uow() as uow:
+        with pytest.raises(InvalidInputError, match="source_id is longer than 255"):
+            await uow.sources.add(SourceFactory.build(source_id=too_long))
+        with pytest.raises(InvalidInputError, match="longer than 255"):
+            await uow.sources.list({"source_id": too_long})
+        await uow.sources.add(SourceFactory.build(source_id=longest))
+        await uow.commit()
+    assert await sql.scalar("SELECT source_id FROM archon_sources") == longest
+
+
+async def test_an_explicit_updated_at_is_kept_or_refused_alike(layer: DataLayer, sql: Sql) -> None:
+    project = ProjectFactory.build()
+    task = TaskFactory.build(project=project)
+    source = SourceFactory.build()
+    async with layer.uow() as uow:
+        await save(uow, project, task, source)
+        await uow.commit()
+    async with layer.uow() as uow:
+        # Archon's trigger would overwrite it on PostgreSQL: refused on every backend.
+        with pytest.raises(InvalidInputError, match="updated_at of Task is set by the database"):
+            await uow.tasks.update(task.id, {"updated_at": LONG_AGO})
+        with pytest.raises(InvalidInputError, match="updated_at of Project"):
+            await uow.projects.update(project.id, {"updated_at": LONG_AGO, "title": "x"})
+        # No trigger on sources: the value given is the value stored, on every backend.
+        await uow.sources.update(source.source_id, {"updated_at": LONG_AGO})
+        await uow.commit()
+    stored = await sql.scalar(
+        "SELECT updated_at FROM archon_sources WHERE source_id = :id", id=source.source_id
+    )
+    assert as_datetime(stored) == LONG_AGO
+    assert await sql.scalar("SELECT title FROM archon_projects") == project.title
+
+
+@pytest.mark.parametrize("segment", ["key\n", "key\r", " key", "key ", "ke y", "1key", ""])
+async def test_json_path_segments_are_validated_exactly(layer: DataLayer, segment: str) -> None:
+    async with layer.uow(read_only=True) as uow:
+        with pytest.raises(InvalidInputError, match="invalid JSON path"):
+            await uow.sources.list({f"metadata.{segment}": "x"})
