@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from app.bootstrap import DataLayer
+from app.domain import TaskPriority, TaskStatus
 from app.errors import InvalidInputError
 from app.testing import ProjectFactory, SourceFactory, TaskFactory, save
 from tests.support import Sql
@@ -67,3 +68,28 @@ async def test_json_path_segments_are_validated_exactly(layer: DataLayer, segmen
     async with layer.uow(read_only=True) as uow:
         with pytest.raises(InvalidInputError, match="invalid JSON path"):
             await uow.sources.list({f"metadata.{segment}": "x"})
+
+
+async def test_enums_sort_in_declaration_order_everywhere(layer: DataLayer) -> None:
+    project = ProjectFactory.build()
+    tasks = [
+        TaskFactory.build(project=project, status=status, priority=priority)
+        for status in TaskStatus
+        for priority in TaskPriority
+    ]
+    async with layer.uow() as uow:
+        await save(uow, project, *tasks)
+        await uow.commit()
+    async with layer.uow(read_only=True) as uow:
+        by_status = await uow.tasks.list(order_by=["status", "-priority"])
+        pages, after = [], None
+        while True:  # the keyset cursor follows the same order
+            page = await uow.tasks.page(order_by=["-status", "priority"], limit=3, after=after)
+            pages.extend(page.items)
+            if (after := page.next_cursor) is None:
+                break
+    declared = [(s, p) for s in TaskStatus for p in reversed(TaskPriority)]
+    assert [(t.status, t.priority) for t in by_status] == declared
+    assert [(t.status, t.priority) for t in pages] == [
+        (s, p) for s in reversed(TaskStatus) for p in TaskPriority
+    ]
