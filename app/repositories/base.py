@@ -120,7 +120,9 @@ class Repository(Protocol[T]):
     async def update(self, id: Any, values: Mapping[str, Any]) -> T:
         """Set ``values`` (by attribute or column name) on the entity ``id``; returns it.
 
-        ``updated_at`` is set to now unless given. The primary key cannot change.
+        ``updated_at`` is set to now unless given; giving it is InvalidInputError on the tables
+        whose PostgreSQL trigger would overwrite it (tasks, projects, settings, prompts). The
+        primary key cannot change.
         NotFoundError when there is no such entity.
         """
         ...
