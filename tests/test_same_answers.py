@@ -93,3 +93,22 @@ async def test_enums_sort_in_declaration_order_everywhere(layer: DataLayer) -> N
     assert [(t.status, t.priority) for t in pages] == [
         (s, p) for s in reversed(TaskStatus) for p in TaskPriority
     ]
+
+
+NUMBERS = {"e16": 1e16, "e308": 1e308, "e-5": 1e-05, "neg0": -0.0, "tiny": 5e-324,
+           "tenth": 0.1, "int": 10**16, "big_int": 2**63 - 1}  # fmt: skip
+
+
+async def test_json_numbers_round_trip_exactly(layer: DataLayer) -> None:
+    sources = [SourceFactory.build(metadata_=dict(NUMBERS)), SourceFactory.build()]
+    async with layer.uow() as uow:
+        await uow.sources.add(sources[0])
+        await uow.sources.add_many([sources[1]])
+        await uow.sources.update(sources[1].source_id, {"metadata_": dict(NUMBERS)})
+        await uow.commit()
+    async with layer.uow(read_only=True) as uow:
+        found = await uow.sources.get_many([s.source_id for s in sources])
+    for source in found:
+        stored = source.metadata_
+        assert stored == NUMBERS
+        assert {k: type(v) for k, v in stored.items()} == {k: type(v) for k, v in NUMBERS.items()}
