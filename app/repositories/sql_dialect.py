@@ -208,12 +208,14 @@ def _mysql(e: DialectOp) -> ColumnElement[Any]:
         return sa.case((truth, 1), else_=0) if e.kind == "boolean_number" else truth
     if e.operation == "json_number":
         # DOUBLE is exact only to 2**53: integers compare as DECIMAL, other numbers as DOUBLE.
+        # Integers are told by their digits: MariaDB's JSON_TYPE calls 1e-05 an INTEGER.
         compare = _COMPARE[e.kind]
-        integer = sa.cast(sa.func.json_unquote(doc), sa.Numeric(65, 0))
+        text = sa.func.json_unquote(doc)
+        integer = sa.cast(text, sa.Numeric(65, 0))
         double = doc.op("+")(sa.literal_column("0e0"))
         return sa.case(
             (
-                _kind_in(sa.func.json_type(doc), "mysql", "integer"),
+                text.op("REGEXP")(sa.literal_column("'^-?[0-9]+$'")),
                 integer.op(compare, is_comparison=True)(e.args[1]),
             ),
             else_=double.op(compare, is_comparison=True)(e.args[1]),
