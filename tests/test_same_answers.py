@@ -6,6 +6,8 @@ backend".
 
 from __future__ import annotations
 
+import json
+import operator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -112,3 +114,35 @@ async def test_json_numbers_round_trip_exactly(layer: DataLayer) -> None:
         stored = source.metadata_
         assert stored == NUMBERS
         assert {k: type(v) for k, v in stored.items()} == {k: type(v) for k, v in NUMBERS.items()}
+
+
+RAW_NUMBERS = {"tiny": "1e-05", "huge": "1e300", "three": "3", "neg": "-2.5",
+               "past_2_53": "9007199254740993"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [{"gt": 0}, {"lt": 0.0001}, {"gte": 1e300}, {"lt": 1e300}, {"eq": 9007199254740993},
+     {"gt": 9007199254740992}, {"ne": 3}],  # fmt: skip
+)
+async def test_json_numbers_written_by_others_compare_exactly(
+    layer: DataLayer, sql: Sql, condition: dict[str, Any]
+) -> None:
+    sources = {name: SourceFactory.build(source_id=name) for name in RAW_NUMBERS}
+    async with layer.uow() as uow:
+        await uow.sources.add_many(list(sources.values()))
+        await uow.commit()
+    doc = "CAST(:doc AS jsonb)" if layer.dialect_name == "postgresql" else ":doc"
+    for name, number in RAW_NUMBERS.items():  # as another program would write them
+        await sql.execute(
+            f"UPDATE archon_sources SET metadata = {doc} WHERE source_id = :id",
+            doc=f'{{"x": {number}}}',
+            id=name,
+        )
+    async with layer.uow(read_only=True) as uow:
+        found = await uow.sources.list({"metadata.x": condition})
+    (op, value), = condition.items()
+    compare = {"gt": operator.gt, "lt": operator.lt, "gte": operator.ge, "eq": operator.eq,
+               "ne": operator.ne}[op]  # fmt: skip
+    expected = {n for n, text in RAW_NUMBERS.items() if compare(json.loads(text), value)}
+    assert {s.source_id for s in found} == expected
