@@ -117,13 +117,15 @@ async def test_json_numbers_round_trip_exactly(layer: DataLayer) -> None:
 
 
 RAW_NUMBERS = {"tiny": "1e-05", "huge": "1e300", "three": "3", "neg": "-2.5",
-               "past_2_53": "9007199254740993"}  # fmt: skip
+               "past_2_53": "9007199254740993", "at_2_53": "9007199254740992",
+               "float_2_53": "9007199254740992.0"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "condition",
-    [{"gt": 0}, {"lt": 0.0001}, {"gte": 1e300}, {"lt": 1e300}, {"eq": 9007199254740993},
-     {"gt": 9007199254740992}, {"ne": 3}],  # fmt: skip
+    [{"gt": 0}, {"lt": 0.0001}, {"gte": 1e300}, {"lt": 1e300}, {"eq": 2**53 + 1},
+     {"gt": 2**53}, {"ne": 3}, {"eq": 2.0**53}, {"lt": 2**53 + 1}, {"gte": 2**53 + 1},
+     {"gt": 2.0**53}, {"lte": 2.0**53}],  # fmt: skip
 )
 async def test_json_numbers_written_by_others_compare_exactly(
     layer: DataLayer, sql: Sql, condition: dict[str, Any]
@@ -142,7 +144,7 @@ async def test_json_numbers_written_by_others_compare_exactly(
     async with layer.uow(read_only=True) as uow:
         found = await uow.sources.list({"metadata.x": condition})
     (op, value), = condition.items()
-    compare = {"gt": operator.gt, "lt": operator.lt, "gte": operator.ge, "eq": operator.eq,
-               "ne": operator.ne}[op]  # fmt: skip
+    compare = {"gt": operator.gt, "lt": operator.lt, "gte": operator.ge, "lte": operator.le,
+               "eq": operator.eq, "ne": operator.ne}[op]  # fmt: skip
     expected = {n for n, text in RAW_NUMBERS.items() if compare(json.loads(text), value)}
     assert {s.source_id for s in found} == expected

@@ -19,6 +19,7 @@ JSON paths are rendered as literals: their parts are checked identifiers, never 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -115,8 +116,16 @@ class JsonPath:
 
     def compare_number(self, op: str, value: int | float) -> ColumnElement[bool]:
         """``value <op> number`` for a JSON number, exact for integers on every backend."""
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            # The same number as an integer: compared exactly, never through a double.
+            value = int(value)
         type_ = sa.BigInteger() if isinstance(value, int) else sa.Float()
-        return self._op("json_number", sa.bindparam(None, value, type_=type_), kind=op)
+        args = [sa.bindparam(None, value, type_=type_)]
+        if isinstance(value, int) and float(value) != value:  # no double equals it: its
+            near = float(value)  # neighbours decide against a double (MySQL's DOUBLE branch)
+            other = math.nextafter(near, math.inf if near < value else -math.inf)
+            args += [sa.bindparam(None, min(near, other)), sa.bindparam(None, max(near, other))]
+        return self._op("json_number", *args, kind=op)
 
     def contains(self, json_text: str) -> ColumnElement[bool]:
         """PostgreSQL ``@>``: whether the value contains the JSON document ``json_text``."""
@@ -218,12 +227,21 @@ def _mysql(e: DialectOp) -> ColumnElement[Any]:
                 text.op("REGEXP")(sa.literal_column("'^-?[0-9]+$'")),
                 integer.op(compare, is_comparison=True)(e.args[1]),
             ),
-            else_=double.op(compare, is_comparison=True)(e.args[1]),
+            else_=_double_compare(double, e),
         )
     if e.operation == "json_contains":
         args = (e.args[0], e.args[1], _dollar_path(e)) if e.path else (e.args[0], e.args[1])
         return sa.func.json_contains(*args)
     return _mysql_text(e)
+
+
+def _double_compare(double: Any, e: DialectOp) -> Any:
+    if len(e.args) == 2:
+        return double.op(_COMPARE[e.kind], is_comparison=True)(e.args[1])
+    below, above = e.args[2:]  # the doubles either side of an integer no double equals
+    above_it, below_it = double >= above, double <= below
+    return {"eq": sa.false(), "ne": sa.true(), "gt": above_it, "gte": above_it,
+            "lt": below_it, "lte": below_it}[e.kind]  # fmt: skip
 
 
 def _mysql_text(e: DialectOp) -> ColumnElement[Any]:
