@@ -14,6 +14,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from app import json_numbers
 from app.config import DatabaseType, Settings, mask_url
 from app.driver_logs import hide_driver_parameters
 from app.errors import ConfigurationError
@@ -49,6 +50,7 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
     kwargs: dict[str, Any] = {
         "pool_pre_ping": settings.database_pool_pre_ping,
         "hide_parameters": True,
+        "json_serializer": json_numbers.dumps,
     }
     hide_driver_parameters()
     if backend == "sqlite":

@@ -25,7 +25,8 @@ OPERATORS = frozenset(
     {"eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "like", "ilike", "is_null", "contains"}
 )
 _SCALAR = (str, int, float, bool, UUID, datetime, Enum)
-_PATH_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+# \Z, not $: "$" also matches before a final newline, which PostgreSQL would then trim.
+_PATH_PART = re.compile(r"\A[A-Za-z_][A-Za-z0-9_\-]*\Z")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,12 @@ NAMING_CONVENTION = {
     "pk": "%(table_name)s_pkey",
 }
 
+# Archon's PostgreSQL schema stamps updated_at on these tables with a BEFORE UPDATE trigger that
+# overwrites any value given; an explicit updated_at is refused there on every backend alike.
+UPDATED_AT_BY_TRIGGER = frozenset(
+    {"archon_settings", "archon_projects", "archon_tasks", "archon_prompts"}
+)
+
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 archon_registry = registry(metadata=metadata)
 _CONSTRUCTIONS: dict[type[Any], Construction | None] = {}

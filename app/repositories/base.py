@@ -13,6 +13,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.domain.base import UPDATED_AT_BY_TRIGGER
 from app.domain.types import utcnow
 from app.errors import (
     BackendUnavailableError,
@@ -119,7 +120,9 @@ class Repository(Protocol[T]):
     async def update(self, id: Any, values: Mapping[str, Any]) -> T:
         """Set ``values`` (by attribute or column name) on the entity ``id``; returns it.
 
-        ``updated_at`` is set to now unless given. The primary key cannot change.
+        ``updated_at`` is set to now unless given; giving it is InvalidInputError on the tables
+        whose PostgreSQL trigger would overwrite it (tasks, projects, settings, prompts). The
+        primary key cannot change.
         NotFoundError when there is no such entity.
         """
         ...
@@ -352,7 +355,7 @@ class SqlAlchemyRepository(Generic[T]):
         if pk_attr in checked:
             raise InvalidInputError(f"the primary key of {self._name} cannot be updated")
         if "updated_at" in self.columns.by_name:
-            checked.setdefault(self.columns.attr_of["updated_at"], utcnow())
+            self._stamp(checked)
         key = self._pk_value(id)
         loaded = self.session.identity_map.get((self.model, (key,), None))
         if loaded is not None or not checked:
@@ -376,6 +379,16 @@ class SqlAlchemyRepository(Generic[T]):
             raise NotFoundError(f"{self._name} {id!r} does not exist")
         note_changed(self.session, self.table.name)
         return entity
+
+    def _stamp(self, checked: dict[str, Any]) -> None:
+        """Set updated_at to now, or keep the one given where no trigger would overwrite it."""
+        attr = self.columns.attr_of["updated_at"]
+        if attr in checked and self.table.name in UPDATED_AT_BY_TRIGGER:
+            raise InvalidInputError(
+                f"updated_at of {self._name} is set by the database on every update; "
+                "leave it out of update()"
+            )
+        checked.setdefault(attr, utcnow())
 
     def _update_statement(self, key: Any, checked: dict[str, Any]) -> Any:
         stmt = sa.update(self.model).where(self.columns.pk == key).values(checked)

@@ -47,6 +47,34 @@ class OrderKey:
     def nullable(self) -> bool:
         return bool(self.column.nullable) and not self.column.primary_key
 
+    @property
+    def sorted_by(self) -> ColumnElement[Any]:
+        """What the rows are sorted on: the column, or an enum's place in its declaration.
+
+        PostgreSQL's native enums sort in declaration order, the VARCHAR enums elsewhere
+        alphabetically; ranking the members explicitly gives one order on every backend.
+        """
+        members = _enum_members(self.column)
+        if not members:
+            return self.column
+        return sa.case({m: i for i, m in enumerate(members)}, value=self.column)
+
+    def sort_value(self, value: Any) -> Any:
+        """``value`` as ``sorted_by`` sees it (for the keyset comparison)."""
+        members = _enum_members(self.column)
+        if not members:
+            return value
+        wanted = value.value if isinstance(value, enum.Enum) else value
+        labels = [str(m.value) for m in members]
+        if str(wanted) not in labels:
+            raise InvalidInputError(f"{self.attr} has no value {wanted!r}; use one of {labels}")
+        return labels.index(str(wanted))
+
+
+def _enum_members(column: sa.Column[Any]) -> list[enum.Enum]:
+    enum_class = getattr(column.type, "enum_class", None)
+    return list(enum_class) if enum_class is not None else []
+
 
 def order_keys(columns: ModelColumns, order_by: Sequence[str] | None) -> list[OrderKey]:
     """Parse ``["name", "-created_at"]``; the primary key is appended as the last tie-breaker."""
@@ -74,7 +102,7 @@ def order_clauses(keys: Sequence[OrderKey]) -> list[ColumnElement[Any]]:
     for key in keys:
         if key.nullable:
             clauses.append(key.column.is_(None))
-        clauses.append(key.column.desc() if key.descending else key.column.asc())
+        clauses.append(key.sorted_by.desc() if key.descending else key.sorted_by.asc())
     return clauses
 
 
@@ -93,7 +121,8 @@ def after_clause(keys: Sequence[OrderKey], values: Sequence[Any]) -> ColumnEleme
 def _later(key: OrderKey, value: Any) -> ColumnElement[bool] | None:
     if value is None:
         return None  # NULLs sort last: nothing comes after a NULL within its column
-    later = key.column < value if key.descending else key.column > value
+    rank, sort_value = key.sorted_by, key.sort_value(value)
+    later = rank < sort_value if key.descending else rank > sort_value
     return sa.or_(later, key.column.is_(None)) if key.nullable else later
 
 

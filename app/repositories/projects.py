@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.domain import DocumentVersion, Project, ProjectSource
 from app.errors import NotFoundError, translate_errors
 from app.repositories.base import SqlAlchemyRepository
+from app.repositories.knowledge import chunked
 from app.repositories.validation import columns_of
 
 
@@ -29,6 +31,35 @@ async def lock_project(session: AsyncSession, project_id: uuid.UUID) -> None:
         found = (await session.execute(stmt)).first()
     if found is None:
         raise NotFoundError(f"Project {project_id!s} does not exist")
+
+
+def project_locks_first(session: AsyncSession) -> bool:
+    """Whether task writers must lock their projects before writing a task.
+
+    On MySQL/MariaDB an INSERT's foreign-key check takes a shared lock on the project row; a move
+    in the same transaction then asks for it FOR UPDATE, and two such writers deadlock. Taking
+    the project lock first makes them queue instead. PostgreSQL's foreign-key lock (KEY SHARE)
+    does not conflict with the move's FOR NO KEY UPDATE, and SQLite has no row locks.
+    """
+    return session.get_bind().dialect.name in ("mysql", "mariadb")
+
+
+async def lock_projects(session: AsyncSession, project_ids: Iterable[uuid.UUID | None]) -> None:
+    """Lock these projects' rows, in id order (one order for all: no lock cycle between them).
+
+    Missing projects are skipped: the write that follows reports them as it always did.
+    """
+    ids = sorted({i for i in project_ids if i is not None}, key=str)
+    table = columns_of(Project).table
+    for batch in chunked(ids):
+        stmt = (
+            sa.select(table.c.id)
+            .where(table.c.id.in_(batch))
+            .order_by(table.c.id)
+            .with_for_update(key_share=True)
+        )
+        with translate_errors("locking the projects"):
+            await session.execute(stmt)
 
 
 class SqlAlchemyProjectRepository(SqlAlchemyRepository[Project]):

@@ -19,6 +19,7 @@ JSON paths are rendered as literals: their parts are checked identifiers, never 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -30,7 +31,8 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
-_PATH_PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+# \Z, not $: "$" also matches before a final newline, which PostgreSQL would then trim.
+_PATH_PART = re.compile(r"\A[A-Za-z_][A-Za-z0-9_\-]*\Z")
 _COMPARE = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 # JSON type names per dialect, for the kinds the filter language distinguishes.
 _KINDS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -114,8 +116,16 @@ class JsonPath:
 
     def compare_number(self, op: str, value: int | float) -> ColumnElement[bool]:
         """``value <op> number`` for a JSON number, exact for integers on every backend."""
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
+            # The same number as an integer: compared exactly, never through a double.
+            value = int(value)
         type_ = sa.BigInteger() if isinstance(value, int) else sa.Float()
-        return self._op("json_number", sa.bindparam(None, value, type_=type_), kind=op)
+        args = [sa.bindparam(None, value, type_=type_)]
+        if isinstance(value, int) and float(value) != value:  # no double equals it: its
+            near = float(value)  # neighbours decide against a double (MySQL's DOUBLE branch)
+            other = math.nextafter(near, math.inf if near < value else -math.inf)
+            args += [sa.bindparam(None, min(near, other)), sa.bindparam(None, max(near, other))]
+        return self._op("json_number", *args, kind=op)
 
     def contains(self, json_text: str) -> ColumnElement[bool]:
         """PostgreSQL ``@>``: whether the value contains the JSON document ``json_text``."""
@@ -207,20 +217,31 @@ def _mysql(e: DialectOp) -> ColumnElement[Any]:
         return sa.case((truth, 1), else_=0) if e.kind == "boolean_number" else truth
     if e.operation == "json_number":
         # DOUBLE is exact only to 2**53: integers compare as DECIMAL, other numbers as DOUBLE.
+        # Integers are told by their digits: MariaDB's JSON_TYPE calls 1e-05 an INTEGER.
         compare = _COMPARE[e.kind]
-        integer = sa.cast(sa.func.json_unquote(doc), sa.Numeric(65, 0))
+        text = sa.func.json_unquote(doc)
+        integer = sa.cast(text, sa.Numeric(65, 0))
         double = doc.op("+")(sa.literal_column("0e0"))
         return sa.case(
             (
-                _kind_in(sa.func.json_type(doc), "mysql", "integer"),
+                text.op("REGEXP")(sa.literal_column("'^-?[0-9]+$'")),
                 integer.op(compare, is_comparison=True)(e.args[1]),
             ),
-            else_=double.op(compare, is_comparison=True)(e.args[1]),
+            else_=_double_compare(double, e),
         )
     if e.operation == "json_contains":
         args = (e.args[0], e.args[1], _dollar_path(e)) if e.path else (e.args[0], e.args[1])
         return sa.func.json_contains(*args)
     return _mysql_text(e)
+
+
+def _double_compare(double: Any, e: DialectOp) -> Any:
+    if len(e.args) == 2:
+        return double.op(_COMPARE[e.kind], is_comparison=True)(e.args[1])
+    below, above = e.args[2:]  # the doubles either side of an integer no double equals
+    above_it, below_it = double >= above, double <= below
+    return {"eq": sa.false(), "ne": sa.true(), "gt": above_it, "gte": above_it,
+            "lt": below_it, "lte": below_it}[e.kind]  # fmt: skip
 
 
 def _mysql_text(e: DialectOp) -> ColumnElement[Any]:

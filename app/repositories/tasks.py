@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,7 +14,21 @@ from app.domain.types import utcnow
 from app.errors import InvalidInputError, NotFoundError, translate_errors
 from app.repositories.base import SqlAlchemyRepository
 from app.repositories.knowledge import chunked
-from app.repositories.projects import lock_project
+from app.repositories.projects import lock_project, lock_projects, project_locks_first
+
+# MySQL/MariaDB lock every index entry a locking statement scans: through the status or order
+# index that includes other projects' tasks, whose writers hold other project locks (a cycle).
+# Through the project index a writer touches only rows of the project it has locked.
+_BY_PROJECT = "FORCE INDEX (idx_archon_tasks_project_id)"
+
+
+def _by_project(stmt: Any, table: sa.Table) -> Any:
+    for dialect in ("mysql", "mariadb"):
+        if isinstance(stmt, sa.Update):  # (UPDATE's with_hint takes its arguments the other way)
+            stmt = stmt.with_hint(_BY_PROJECT, selectable=table, dialect_name=dialect)
+        else:
+            stmt = stmt.with_hint(table, _BY_PROJECT, dialect)
+    return stmt
 
 
 def _not_archived(table: sa.Table) -> sa.ColumnElement[bool]:
@@ -25,6 +39,57 @@ class SqlAlchemyTaskRepository(SqlAlchemyRepository[Task]):
     """``TaskRepository`` over SQLAlchemy."""
 
     model = Task
+
+    # -- writes take the project lock first (see ``project_locks_first``) ----------------------
+
+    async def add_many(self, entities: Iterable[Task]) -> builtins.list[Task]:
+        """Insert all of ``entities`` or none, their projects locked first where that matters."""
+        items = list(entities)
+        if project_locks_first(self.session):
+            self._validator.many(items)
+            await self._lock_projects([t.project_id for t in items])
+        return await super().add_many(items)
+
+    async def upsert_many(
+        self, entities: Iterable[Task], *, on: Sequence[str], update: Sequence[str] | None = None
+    ) -> int:
+        """Insert or update on ``on``, their projects locked first where that matters."""
+        items = list(entities)
+        if project_locks_first(self.session):
+            self._validator.many(items)
+            await self._lock_projects([t.project_id for t in items])
+        return await super().upsert_many(items, on=on, update=update)
+
+    async def update(self, id: Any, values: Mapping[str, Any]) -> Task:
+        """Set ``values`` on the task ``id``; its old and new projects are locked first."""
+        if project_locks_first(self.session):
+            checked = self._validator.values(values)
+            where = self.table.c.id == self._pk_value(id)
+            await self._lock_projects_of(where, also=[checked.get("project_id")])
+        return await super().update(id, values)
+
+    async def _delete(
+        self, where: sa.ColumnElement[bool], matches: Callable[[dict[str, Any]], bool]
+    ) -> int:
+        if project_locks_first(self.session):
+            await self._lock_projects_of(where)
+        return await super()._delete(where, matches)
+
+    async def _lock_projects_of(
+        self, where: sa.ColumnElement[bool], *, also: Sequence[uuid.UUID | None] = ()
+    ) -> None:
+        """Lock the projects of the tasks matching ``where``, and ``also`` these."""
+        await self._lock_projects([*await self._projects_of(where), *also])
+
+    async def _projects_of(self, where: sa.ColumnElement[bool]) -> builtins.list[Any]:
+        # A plain read: a project changed under it is rare, and then only costs a retry.
+        stmt = sa.select(self.table.c.project_id).where(where).distinct()
+        with translate_errors("finding the projects of Task"):
+            return builtins.list((await self.session.scalars(stmt)).all())
+
+    async def _lock_projects(self, project_ids: Sequence[uuid.UUID | None]) -> None:
+        async with self._single("locking the projects of"):
+            await lock_projects(self.session, project_ids)
 
     async def list_for_project(
         self,
@@ -55,6 +120,9 @@ class SqlAlchemyTaskRepository(SqlAlchemyRepository[Task]):
         if task.archived:
             return 0
         ids = await self._with_descendants(task.id)
+        if project_locks_first(self.session):
+            found = [await self._projects_of(self.table.c.id.in_(b)) for b in chunked(ids)]
+            await self._lock_projects([p for batch in found for p in batch])
         changed = 0
         async with self._atomic("archiving"):
             for batch in chunked(ids):
@@ -140,7 +208,7 @@ class SqlAlchemyTaskRepository(SqlAlchemyRepository[Task]):
             .limit(1)
             .with_for_update()
         )
-        last = await self.session.scalar(stmt)
+        last = await self.session.scalar(_by_project(stmt, self.table))
         if last is None:
             return 0
         # Leaving a place in the same column moves the ones after it up by one.
@@ -159,7 +227,7 @@ class SqlAlchemyTaskRepository(SqlAlchemyRepository[Task]):
         )
         after_removal = c.task_order - sa.case((leaving, 1), else_=0)
         entering = sa.and_(c.status == target, after_removal >= position)
-        return (
+        stmt = (
             sa.update(self.table)
             .where(
                 c.project_id == task.project_id,
@@ -169,6 +237,7 @@ class SqlAlchemyTaskRepository(SqlAlchemyRepository[Task]):
             )
             .values(task_order=after_removal + sa.case((entering, 1), else_=0))
         )
+        return _by_project(stmt, self.table)
 
     async def _load(self, task_id: Any, *, for_update: bool = False) -> Task:
         """The task as the database has it now (not as this session last saw it)."""

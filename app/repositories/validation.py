@@ -102,9 +102,7 @@ def check_for(column: sa.Column[Any]) -> Check | None:
     if _base(type_, sa.Float) is not None or _base(type_, sa.Numeric) is not None:
         return _float_check
     if (string := _base(type_, sa.String)) is not None:
-        # Only plain VARCHAR(n) is bounded everywhere; keyed_text's MySQL bound is MySQL's own.
-        length = string.length if not type_._variant_mapping else None
-        return _string_check(length)
+        return _string_check(_shortest_bound(type_, string))
     if _base(type_, sa.Uuid) is not None:
         return check_uuid
     if _base(type_, sa.DateTime) is not None:
@@ -152,6 +150,17 @@ def _float_check(name: str, value: Any) -> Any:
     if not math.isfinite(value):
         raise InvalidInputError(f"{name} must be a finite number, got {value}")
     return value
+
+
+def _shortest_bound(type_: Any, string: sa.String) -> int | None:
+    """The shortest length any backend's variant of the column keeps (None: unbounded).
+
+    keyed_text is TEXT on PostgreSQL and SQLite but VARCHAR(n) on MySQL/MariaDB: a longer value
+    is refused on every backend rather than stored by some and refused by one.
+    """
+    variants = getattr(type_, "_variant_mapping", {}).values()
+    lengths = [n for n in (string.length, *(getattr(v, "length", None) for v in variants)) if n]
+    return min(lengths) if lengths else None
 
 
 def _string_check(length: int | None) -> Check:
