@@ -130,3 +130,38 @@ async def test_postgresql_restarting_under_load(private_postgres: PrivatePostgre
 
 async def test_mariadb_restarting_under_load(private_mariadb: MariaDBInstance) -> None:
     await _under_restarts(private_mariadb.url, private_mariadb.restart)
+
+
+async def _after_restart(url: str, restart: Callable[[], None], pre_ping: bool) -> list[str]:
+    """Outcomes of read-only, write, read-only, write Units of Work right after a restart."""
+    layer = bootstrap(Settings(_env_file=None, database_url=url, vector_database="exact",
+                               database_pool_pre_ping=pre_ping))  # fmt: skip
+    await layer.migrate()
+    for read_only in (True, False):  # a pooled connection on each pool
+        async with layer.uow(read_only=read_only) as uow:
+            await uow.projects.count()
+    await asyncio.to_thread(restart)
+    outcomes = []
+    for read_only in (True, False, True, False):
+        try:
+            async with layer.uow(read_only=read_only) as uow:
+                await uow.projects.count()
+            outcomes.append("ok")
+        except DataLayerError as exc:
+            outcomes.append(type(exc).__name__)
+    await layer.aclose()
+    return outcomes
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
+async def test_pre_ping_decides_whether_a_restart_is_seen(
+    kind: str, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("private_postgres" if kind == "postgresql" else
+                                     "private_mariadb")  # fmt: skip
+    unavailable = "BackendUnavailableError"
+    # Off: the first Unit of Work on each pool (readers, writers) meets the dead connection once.
+    assert await _after_restart(server.url, server.restart, pre_ping=False) == [
+        unavailable, unavailable, "ok", "ok"
+    ]
+    assert await _after_restart(server.url, server.restart, pre_ping=True) == ["ok"] * 4
