@@ -13,6 +13,7 @@ from uuid import uuid4
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 from app import json_numbers
 from app.config import DatabaseType, Settings, mask_url
@@ -100,6 +101,8 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
         _skip_needless_rollbacks(engine)
     if backend == "mysql" and settings.database_statement_timeout is not None:
         _mysql_statement_timeout(engine, settings.database_statement_timeout)
+    if backend == "sqlite" and settings.database_statement_timeout is not None:
+        _sqlite_statement_timeout(engine, settings.database_statement_timeout)
     if settings.enable_query_logging:
         _install_query_logging(engine, settings.slow_query_threshold_ms)
     log.debug("engine created for %s", mask_url(url))
@@ -166,6 +169,32 @@ def _mysql_statement_timeout(engine: AsyncEngine, seconds: float) -> None:
                 cursor.execute(f"SET SESSION max_execution_time = {max(1, round(seconds * 1000))}")
         finally:
             cursor.close()
+
+
+def _sqlite_statement_timeout(engine: AsyncEngine, seconds: float) -> None:
+    """SQLite has no server to cancel a statement: a progress handler interrupts one that has
+    run past ``seconds`` (``sqlite3.OperationalError: interrupted``). Every call aiosqlite
+    hands its worker thread is timed from when it starts."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def limit(dbapi_connection: Any, _record: Any) -> None:
+        connection = dbapi_connection._connection  # aiosqlite's
+        started: list[float | None] = [None]
+        submit = connection._execute
+
+        async def timed(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            started[0] = time.monotonic()
+            try:
+                return await submit(fn, *args, **kwargs)
+            finally:
+                started[0] = None
+
+        def interrupt() -> int:
+            begun = started[0]
+            return int(begun is not None and time.monotonic() - begun > seconds)
+
+        connection._execute = timed
+        await_only(connection.set_progress_handler(interrupt, 10_000))
 
 
 def _read_only_postgresql(kwargs: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ statement runs in autocommit there either: the pooler could split the two across
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -115,3 +116,31 @@ async def test_pooler_prepared_statement_errors_are_retryable(layer, statements)
             with translate_errors("running a prepared statement"):
                 for statement in statements:
                     await uow.session.execute(sa.text(statement))
+
+
+# -- detection and the command line through the pooler ------------------------------------------
+
+
+async def test_detection_and_the_command_line_work_through_the_pooler(
+    make_layer, backend
+) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import _register
+    from app.cli import app as cli
+    from app.vector.sql.pgvector import PgVectorIndex
+
+    detected = await make_layer(vector_database=None)  # chosen on first use, through pgbouncer
+    assert isinstance(await detected.vector_index.resolve(), PgVectorIndex)
+    env = {"DATABASE_URL": backend.url, "DATABASE_TYPE": "supabase", "VECTOR_DATABASE": None}
+    _register()
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+    for args in (
+        ("doctor",), ("vectors", "status"), ("search", "rate limit", "--mode", "keyword"),
+        ("migrate", "current"), ("vectors", "reconcile"),
+    ):  # fmt: skip
+        result = await asyncio.to_thread(run, *args)  # one at a time: the runner swaps stdout
+        assert result.exit_code == 0, (args, result.output)

@@ -59,6 +59,30 @@ async def test_a_silent_server_is_unavailable_within_the_connect_timeout(
     assert "DATABASE_CONNECT_TIMEOUT" in str(raised.value)
 
 
+async def test_sqlite_interrupts_a_statement_past_the_statement_timeout(tmp_path) -> None:
+    import sqlalchemy as sa
+
+    from app.errors import translate_errors
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'slow.db'}"
+    layer = bootstrap(Settings(_env_file=None, database_url=url, vector_database="exact",
+                               database_statement_timeout=0.5))  # fmt: skip
+    # A recursive count to a billion: seconds of work inside one statement.
+    slow = ("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000000)"
+            " SELECT count(*) FROM n")  # fmt: skip
+    started = time.monotonic()
+    try:
+        with pytest.raises(DataLayerError, match="interrupted"):
+            async with layer.uow() as uow:
+                with translate_errors("counting"):
+                    await uow.session.execute(sa.text(slow))
+        assert time.monotonic() - started < 4
+        async with layer.uow() as uow:  # the connection goes on: quick statements still run
+            assert (await uow.session.execute(sa.text("SELECT 1"))).scalar() == 1
+    finally:
+        await layer.aclose()
+
+
 @pytest.mark.backends("postgres", "pgvector", "mariadb")
 async def test_a_statement_past_the_statement_timeout_is_cancelled(
     make_layer: LayerFactory, backend: Backend
