@@ -32,6 +32,7 @@ test: venv services
 # The fault and fuzz tests of tests/adversarial with large budgets (CI runs them with small ones).
 test-adversarial: venv services
 	TEST_CRASH_RUNS=$${TEST_CRASH_RUNS:-100} TEST_FUZZ_EXAMPLES=$${TEST_FUZZ_EXAMPLES:-2000} \
+		TEST_DEADLOCK_SECONDS=$${TEST_DEADLOCK_SECONDS:-30} TEST_RESTART_SECONDS=$${TEST_RESTART_SECONDS:-30} \
 		$(VENV)/bin/pytest -s tests/adversarial $(PYTEST_ARGS)
 
 lint: venv
