@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     def _mysql_url(self) -> str:
         from sqlalchemy.engine import URL
 
+        if self.mysql_host and any(c in self.mysql_host for c in "@/?# "):
+            raise ConfigurationError(
+                f"MYSQL_HOST={self.mysql_host!r} is not accepted: expected a host name or "
+                "address only (the user, password, port and database have their own MYSQL_* "
+                "settings)"
+            )
         password = self.mysql_password.get_secret_value() if self.mysql_password else None
         url = URL.create(
             "mysql+aiomysql",

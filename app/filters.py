@@ -81,6 +81,9 @@ def parse_filters(
     return parser.mapping(filters)
 
 
+MAX_FILTER_DEPTH = 32  # and/or/not nested deeper than this is refused (a filter, not a program)
+
+
 class _Parser:
     def __init__(
         self, fields: Collection[str] | None, json_fields: frozenset[str], ops: frozenset[str]
@@ -88,9 +91,18 @@ class _Parser:
         self.fields = None if fields is None else frozenset(fields)
         self.json_fields = json_fields
         self.ops = ops
+        self.depth = 0
 
     def mapping(self, filters: Mapping[str, Any]) -> Node | None:
-        nodes = [node for key, value in filters.items() for node in self.entry(key, value)]
+        self.depth += 1
+        try:
+            if self.depth > MAX_FILTER_DEPTH:
+                raise InvalidInputError(
+                    f"filters nest and/or/not more than {MAX_FILTER_DEPTH} deep"
+                )
+            nodes = [node for key, value in filters.items() for node in self.entry(key, value)]
+        finally:
+            self.depth -= 1
         if not nodes:
             return None
         return nodes[0] if len(nodes) == 1 else And(tuple(nodes))

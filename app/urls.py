@@ -43,12 +43,16 @@ def mask_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep or not _SCHEME.fullmatch(scheme):
         return "***"  # not a URL: nothing tells where a password would sit, so show nothing
+    # The query goes first: an @ there (a password option's value) is not the user part's end.
+    rest, question, query = rest.partition("?")
     # The last @ ends the user part: an unencoded @ in a password is still inside it.
     userinfo, at, address = rest.rpartition("@")
     if at:
         user, colon, _ = userinfo.partition(":")
-        userinfo = f"{user}:***@" if colon else f"{userinfo}@"
-    address, question, query = address.partition("?")
+        if "%3a" in user.lower():  # a colon percent-encoded into the user part hides a password
+            userinfo = "***@"
+        else:
+            userinfo = f"{user}:***@" if colon else f"{userinfo}@"
     if question:
         query = "&".join(_mask_parameter(pair) for pair in query.split("&"))
     return f"{scheme}://{userinfo}{address}{question}{query}"

@@ -125,3 +125,27 @@ def test_cli_output_never_shows_the_password(url: str) -> None:
     assert result.exit_code == 2
     assert SECRET not in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://db.example/app?password=p@S3cretPW", "postgresql://u%3AS3cretPW@h/db",
+     "postgresql://u:S3cretPW@h/db?x=a@b"],
+)  # fmt: skip
+def test_an_at_sign_in_the_query_or_an_encoded_colon_hides_nothing(url: str) -> None:
+    from app.config import Settings, mask_url
+
+    settings = Settings(_env_file=None, database_url=url)
+    for shown in (mask_url(url), settings.safe_database_url, repr(settings),
+                  str(settings.model_dump()), settings.model_dump_json()):  # fmt: skip
+        assert "S3cretPW" not in shown
+    assert "@h/db" in mask_url(url) or "db.example/app" in mask_url(url)
+
+
+def test_a_host_that_is_no_host_names_mysql_host() -> None:
+    from app.config import Settings
+    from app.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="MYSQL_HOST") as raised:
+        Settings(_env_file=None, mysql_host="h@x", mysql_password="S3cretPW")
+    assert "S3cretPW" not in str(raised.value)

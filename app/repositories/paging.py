@@ -78,8 +78,11 @@ def _enum_members(column: sa.Column[Any]) -> list[enum.Enum]:
 
 def order_keys(columns: ModelColumns, order_by: Sequence[str] | None) -> list[OrderKey]:
     """Parse ``["name", "-created_at"]``; the primary key is appended as the last tie-breaker."""
-    if isinstance(order_by, str):
-        raise InvalidInputError("order_by takes a list of column names, e.g. ['-created_at']")
+    if order_by is not None and not isinstance(order_by, list | tuple):
+        raise InvalidInputError(
+            f"order_by takes a list of column names, e.g. ['-created_at'], got "
+            f"{type(order_by).__name__}"
+        )
     keys: list[OrderKey] = []
     for item in order_by or ():
         if not isinstance(item, str) or not item.lstrip("-"):

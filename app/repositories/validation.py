@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
 from app.errors import InvalidInputError
-from app.text import check_text
+from app.text import MAX_VALUE_BYTES, check_size, check_text
 
 # A check takes (field name, value) and returns the value to store (normalized) or raises.
 Check = Callable[[str, Any], Any]
@@ -168,6 +168,8 @@ def _string_check(length: int | None) -> Check:
         if not isinstance(value, str):
             raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
         check_text(name, value)
+        if len(value) > MAX_VALUE_BYTES // 4:  # cheap first; UTF-8 takes up to 4 bytes a char
+            check_size(name, len(value.encode("utf-8")))
         if length is not None and len(value) > length:
             raise InvalidInputError(f"{name} is longer than {length} characters")
         return value
@@ -209,6 +211,7 @@ def check_json(name: str, value: Any) -> Any:
     """JSON that every backend stores and returns unchanged: no NUL, lone surrogate, NaN, inf or
     odd types, nested at most ``MAX_JSON_DEPTH`` deep (MariaDB's limit)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
+    size = 0
     while stack:
         item, depth = stack.pop()
         if item is None or isinstance(item, bool):
@@ -217,8 +220,13 @@ def check_json(name: str, value: Any) -> Any:
             raise InvalidInputError(
                 f"{name} is nested more than {MAX_JSON_DEPTH} deep, which MariaDB cannot store"
             )
+        size += 8
         if isinstance(item, str):
             check_text(f"a string in {name}", item)
+            size += len(item)
+            if size > MAX_VALUE_BYTES // 4:
+                check_size(name, len(json.dumps(value, ensure_ascii=False).encode("utf-8")))
+                size = -(2**62)  # measured once: small enough
         elif isinstance(item, int):
             if not _JSON_INT[0] <= item <= _JSON_INT[1]:
                 raise InvalidInputError(f"{name} holds {item}, beyond 64-bit JSON integers")
@@ -299,6 +307,10 @@ class ModelValidator:
 
     def values(self, values: Mapping[str, Any]) -> dict[str, Any]:
         """Checked values keyed by attribute name (accepts column or attribute names)."""
+        if not isinstance(values, Mapping):
+            raise InvalidInputError(
+                f"values are a mapping of field names to values, got {type(values).__name__}"
+            )
         out: dict[str, Any] = {}
         for name, value in values.items():
             field = self.by_name.get(name)

@@ -84,3 +84,31 @@ async def test_json_nesting_one_backend_stores_every_backend_stores(
         for depth in (MAX_JSON_DEPTH + 1, 5000):  # 5,000 used to be a RecursionError
             with pytest.raises(InvalidInputError, match="nested more than"):
                 await uow.sources.add(Source(source_id=f"d{depth}", metadata_=nested(depth)))
+
+
+async def test_shapes_and_sizes_no_backend_takes_are_refused_alike(
+    make_layer: LayerFactory,
+) -> None:
+    from app.text import MAX_VALUE_BYTES
+
+    layer = await make_layer()
+    deep: dict[str, Any] = {"title": "x"}
+    for _ in range(3000):  # used to be a RecursionError
+        deep = {"and": [deep]}
+    big = "x" * (MAX_VALUE_BYTES + 1)
+    async with layer.uow() as uow:
+        project = await uow.projects.add(Project(title="p"))
+        with pytest.raises(InvalidInputError, match="nest"):
+            await uow.projects.list(deep)
+        with pytest.raises(InvalidInputError, match="mapping"):
+            await uow.projects.update(project.id, [("title", "x")])  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="order_by"):
+            await uow.projects.list(order_by={"title": 1})  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="MiB"):
+            await uow.projects.update(project.id, {"description": big})
+        with pytest.raises(InvalidInputError, match="MiB"):
+            await uow.projects.update(project.id, {"data": [{"blob": big}]})
+        with pytest.raises(InvalidInputError, match="MiB"):
+            await uow.settings.set_value("huge", big)
+        await uow.projects.update(project.id, {"description": "x" * (MAX_VALUE_BYTES // 2)})
+        await uow.commit()
