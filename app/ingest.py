@@ -37,6 +37,7 @@ from app.repositories.bulk_insert import can_insert_with_columns
 from app.repositories.state import note_changed
 from app.repositories.validation import columns_of, validator_for
 from app.vector.factory import concrete_view, store_feed
+from app.vector.outbox.rows import chunk_fields
 from app.vector.port import VectorRecord, vector_length
 from app.vector.sql.base import SqlVectorIndex
 from app.vector.sql.common import ENTITIES, as_matrix
@@ -71,16 +72,9 @@ class IngestReport:
 
 
 def vector_record(chunk: Chunk, vector: Sequence[float]) -> VectorRecord:
-    """The vector of a stored chunk, with the fields filters address (for external stores)."""
+    """The vector of a stored chunk, with the fields its row holds (``chunk_fields``)."""
     assert chunk.id is not None
-    metadata = {
-        "source_id": chunk.source_id,
-        "url": chunk.url,
-        "chunk_number": chunk.chunk_number,
-        "embedding_model": chunk.embedding_model,
-        "metadata": dict(chunk.metadata_ or {}),
-    }
-    return VectorRecord(id=chunk.id, vector=vector, metadata=metadata, document=chunk.content)
+    return VectorRecord(chunk.id, vector, chunk_fields(chunk), chunk.content)
 
 
 @dataclass

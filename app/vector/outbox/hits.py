@@ -51,16 +51,15 @@ class CheckedSearch:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInputError(f"k must be an integer of at least 1, got {k!r}")
         collection_table(collection)
-        # Checked against the rows' columns (unknown fields, wrong types) before anything runs.
-        self.rows.filter_clause(collection, filters, embedding_model)
+        # Checked against the rows' columns (unknown fields, wrong types) before anything runs,
+        # and compiled once for every read of the rows below.
+        where = self.rows.filter_clause(collection, filters, embedding_model)
         if not stored_fields_only(filters):  # e.g. id or content: the store does not hold them
             return list(await self.rows.query(collection, vector, k, filters,
                                               embedding_model=embedding_model))  # fmt: skip
         await self.feed.ready(self.session)
-        kept = await self._from_store(collection, vector, k, filters, embedding_model)
-        if len(kept) < k and await self._matching(
-            collection, vector, filters, embedding_model
-        ) > len(kept):
+        kept = await self._from_store(collection, vector, k, filters, embedding_model, where)
+        if len(kept) < k and await self._matching(collection, vector, where) > len(kept):
             # The store holds fewer than the rows (a new, emptied or drifted store): answer from
             # the rows, exactly, and say what repairs the store.
             log.warning(
@@ -80,13 +79,14 @@ class CheckedSearch:
         k: int,
         filters: Mapping[str, Any] | None,
         embedding_model: str | None,
+        where: Any,
     ) -> list[VectorHit]:
         fetch, dropped, kept = k, 0, []
         while True:
             hits = await self.feed.store.query(
                 collection, vector, fetch, filters, embedding_model=embedding_model
             )
-            kept = await self._checked(collection, vector, hits, filters, embedding_model)
+            kept = await self._checked(collection, vector, hits, where)
             dropped = len(hits) - len(kept)
             if not dropped or len(kept) >= k or len(hits) < fetch or fetch >= MAX_CANDIDATES:
                 break
@@ -95,19 +95,12 @@ class CheckedSearch:
             self.feed.note_dropped(collection, dropped)
         return kept[:k]
 
-    async def _matching(
-        self,
-        collection: str,
-        vector: Sequence[float],
-        filters: Mapping[str, Any] | None,
-        embedding_model: str | None,
-    ) -> int:
+    async def _matching(self, collection: str, vector: Sequence[float], where: Any) -> int:
         """How many rows hold a vector of this length and match the filters."""
         table = ENTITIES[collection].__table__
         column: Any = sa.literal_column(embedding_column(len(vector)))
         if len(vector) not in await self.rows.dimensions(collection):
             return 0
-        where = self.rows.filter_clause(collection, filters, embedding_model)
         statement = sa.select(sa.func.count()).select_from(table).where(column.is_not(None), where)
         with translate_errors(f"counting the vectors of {table.name}"):
             return int((await self.session.execute(statement)).scalar_one())
@@ -117,10 +110,9 @@ class CheckedSearch:
         collection: str,
         vector: Sequence[float],
         hits: Sequence[VectorHit],
-        filters: Mapping[str, Any] | None,
-        embedding_model: str | None,
+        where: Any,
     ) -> list[VectorHit]:
-        """The hits whose row holds the vector the store scored, matching the filters."""
+        """The hits whose row holds the vector the store scored, matching ``where``."""
         ids = []
         for hit in hits:
             try:
@@ -132,7 +124,6 @@ class CheckedSearch:
         dimension = len(vector)
         table = ENTITIES[collection].__table__
         column: Any = sa.literal_column(embedding_column(dimension))
-        where = self.rows.filter_clause(collection, filters, embedding_model)
         statement = sa.select(
             table.c.id, *(table.c[n] for n in HIT_FIELDS), column.label("vector")
         ).where(table.c.id.in_(ids), column.is_not(None), where)
