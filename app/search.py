@@ -1,10 +1,10 @@
 """``DataLayer.search``: vector, keyword and hybrid search, hydrated with the entities.
 
-Keyword search is each dialect's own full-text search over the chunk's text, for the same words
-(``app.search_words``: the text is words, never query syntax), every one required: PostgreSQL's
-``content_search_vector @@ plainto_tsquery('english', words)`` ranked by ``ts_rank_cd``; SQLite's
-FTS5 tables, each word quoted, ranked by ``bm25``; MySQL's FULLTEXT ``MATCH ... AGAINST`` in
-boolean mode, ``+word`` for each.
+Keyword search is each dialect's own full-text search over the chunk's text, indexed alike
+(``app.search_words``: the text is words, never query syntax; every word required, matched
+exactly): PostgreSQL's ``to_tsvector('simple', ...)`` index ``@@ plainto_tsquery('simple',
+words)`` ranked by ``ts_rank_cd``; SQLite's FTS5 tables, each word quoted, ranked by ``bm25``;
+MySQL's FULLTEXT ``MATCH ... AGAINST`` in boolean mode, ``+word`` for each.
 Hybrid fuses the vector and keyword top-``k`` lists by reciprocal rank (``1 / (60 + rank)``
 summed, ties to the smaller id), exactly as Archon's ``hybrid_search_*`` functions created by the
 migrations do, so both give the same rows. A row found by both lists matches as ``hybrid``.
@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.engines import behind_transaction_pooler, is_autocommit
 from app.errors import InvalidInputError, translate_errors
 from app.repositories.rows import entity_rows
-from app.search_words import search_words
+from app.search_words import postgresql_words, search_words
 from app.text import check_text
 from app.vector.factory import AutoVectorIndex
 from app.vector.port import MatchType, SearchHit, collection_table, vector_length
@@ -39,6 +39,7 @@ Mode = Literal["auto", "vector", "keyword", "hybrid"]
 Ranked = list[tuple[int, float]]
 RRF_K = 60
 MAX_K = 1000
+SEARCHED = {"crawled_pages": ("content",), "code_examples": ("content", "summary")}
 
 
 async def search(
@@ -248,10 +249,11 @@ def _postgresql(collection: str, text: str, where: Any) -> Any:
 def _postgresql_ranking(collection: str, text: Any, where: Any) -> Any:
     table = ENTITIES[collection].__table__
     # In FROM, the query is parsed once, not again for every matching row's rank.
-    parsed = sa.func.plainto_tsquery(sa.literal_column("'english'::regconfig"), text)
+    parsed = sa.func.plainto_tsquery(sa.literal_column("'simple'::regconfig"), text)
     parsed_once = parsed.alias("query")
     query: Any = parsed_once.column
-    document: Any = sa.literal_column("content_search_vector")
+    # The expression of the words index (migration 0008), so the index serves the match.
+    document: Any = sa.literal_column(postgresql_words(SEARCHED[collection]))
     rank = sa.func.ts_rank_cd(document, query, type_=sa.Float)
     return (
         sa.select(table.c.id, rank.label("rank"))

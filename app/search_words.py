@@ -1,29 +1,38 @@
-"""What keyword search makes of the user's text: the same words on every backend.
+"""What keyword search means: the same words, and the same rows, on every backend.
 
-The text is words, never query syntax: quotes, ``*``, ``OR``, ``NEAR``, ``+``, ``-``, ``@`` are
-not operators anywhere. A word is a run of letters and digits (``C++`` is ``c``; ``don't`` is
-``don`` and ``t``; ``foo_bar`` is ``foo`` and ``bar``), lower-cased. Every word must match.
+The user's text is words, never query syntax: quotes, ``*``, ``OR``, ``NEAR``, ``+``, ``-``, ``@``
+are not operators anywhere. A word is a run of letters and decimal digits, lower-cased: ``C++`` is
+``c``; ``don't`` is ``don`` and ``t``; ``foo_bar`` is ``foo`` and ``bar``; ``user@example.com`` is
+``user``, ``example`` and ``com``. A row matches when every word of the query is a word of its text
+(for code examples, its content and summary), exactly: no stemming (``limit`` does not find
+``limits``), no accent folding (``cafe`` does not find ``café``), no other folding (``ss`` does not
+find ``ß``).
+
+Every backend indexes the text so that this holds (migration ``0008_keyword_words``):
+PostgreSQL's layer index reads ``to_tsvector('simple', ...)`` over the text with ASCII punctuation
+turned into spaces (Archon's own ``content_search_vector``, English and stemmed, stays for Archon's
+functions); SQLite's FTS5 tokenizer is ``unicode61`` with letters and decimal digits as token
+characters and no diacritic removal; MySQL/MariaDB's FULLTEXT index reads a lower-cased copy in a
+binary collation with every run of other characters turned into a space.
 
 Dropped from the query on every backend alike, so no backend requires a word another cannot find:
 - words shorter than ``MIN_WORD`` letters: MySQL/MariaDB index no shorter token
   (``innodb_ft_min_token_size`` defaults to 3);
-- PostgreSQL's English stop words (``to_tsquery`` drops them) and InnoDB's default stop words
-  (never indexed).
-A query left with no word matches nothing.
+- PostgreSQL's English stop words and InnoDB's default stop words (InnoDB never indexes them).
+A query left with no word, or holding a word longer than ``MAX_WORD`` characters (InnoDB indexes
+none longer), matches nothing.
 
-What still differs between backends, by the design of their full-text engines (documented, not
-hidden): stemming (PostgreSQL's English stemmer and SQLite's porter match ``limits`` to ``limit``;
-MySQL matches whole words only); accents (SQLite and MySQL's collation match ``cafe`` to ``café``,
-PostgreSQL does not); and PostgreSQL's parser keeps e-mail addresses, host names and paths in a
-document as single tokens (``user@example.com`` is not found by ``example``), while MySQL keeps
-``_`` inside a word.
+Case folding is each server's: PostgreSQL folds non-ASCII capitals by the database's ``LC_CTYPE``
+(a database created with ``LC_CTYPE=C`` folds only ASCII letters).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 MIN_WORD = 3
+MAX_WORD = 84
 _WORD = re.compile(r"[^\W_]+")
 # PostgreSQL's English stop words: to_tsquery drops them.
 _POSTGRESQL_STOP_WORDS = """a about above after again against all am an and any are as at be because
@@ -39,8 +48,44 @@ _INNODB_STOP_WORDS = """a about an are as at be by com de en for from how i in i
 STOP_WORDS = frozenset((_POSTGRESQL_STOP_WORDS + " " + _INNODB_STOP_WORDS).split())
 
 
+def text_words(text: str) -> list[str]:
+    """The words of ``text``: runs of letters and decimal digits, lower-cased.
+
+    ``\\w`` also holds ``_`` and numerals such as ``²`` or ``½``; both separate words here,
+    as on every backend's index.
+    """
+    words = []
+    for run in _WORD.findall(text.lower()):
+        if all(c.isalpha() or c.isdecimal() for c in run):
+            words.append(run)
+        else:
+            words.extend(_split_numerals(run))
+    return words
+
+
+def _split_numerals(run: str) -> list[str]:
+    parts = "".join(c if c.isalpha() or c.isdecimal() else " " for c in run)
+    return parts.split()
+
+
 def search_words(text: str) -> list[str]:
-    """The words every match must contain, in order, each once."""
-    words = _WORD.findall(text.lower())
+    """The words every match must contain, in order, each once; none when nothing can match."""
+    words = text_words(text)
+    if any(len(word) > MAX_WORD for word in words):
+        return []
     kept = (w for w in words if len(w) >= MIN_WORD and w not in STOP_WORDS)
     return list(dict.fromkeys(kept))
+
+
+# ASCII punctuation and symbols: !"#$%&'()*+,-./ :;<=>?@ [\]^_` {|}~
+POSTGRESQL_PUNCTUATION = r"[!-/:-@\[-`{-~]+"
+
+
+def postgresql_words(columns: Sequence[str]) -> str:
+    """PostgreSQL's words of a chunk's text: the indexed expression (migration 0008) that
+    ``app.search`` matches, so the index serves it."""
+    text = " || ' ' || ".join(f"coalesce({column}, '')" for column in columns)
+    return (
+        f"to_tsvector('simple'::regconfig, "
+        f"regexp_replace({text}, '{POSTGRESQL_PUNCTUATION}', ' ', 'g'))"
+    )

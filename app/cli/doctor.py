@@ -92,7 +92,7 @@ async def _dialect_rows(session: AsyncSession, dialect: str, settings: Settings)
         return [
             ("extensions", ", ".join(f"{n} {v}" for n, v in sorted(extensions.items()))),
             ("pgvector", extensions.get("vector", "not installed")),
-            ("keyword search", "tsvector + ts_rank_cd (content_search_vector)"),
+            ("keyword search", "tsvector words index + ts_rank_cd"),
             (
                 "prepared statements",
                 "cache off, unique names (pooler safe)" if pooled else "cached per connection",
