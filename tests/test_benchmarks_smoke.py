@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from rich.console import Console
 
 from benchmarks.__main__ import run
 from benchmarks.context import SCENARIOS, Bench, Options
@@ -80,3 +81,17 @@ def test_the_report_shows_ratio_goal_and_failures(capsys: pytest.CaptureFixture[
     assert fast.ratio == 2.0 and fast.meets_goal is True
     assert slow.ratio == 0.5 and slow.meets_goal is False
     assert "FAILED" in out and "rows: layer 1 != raw 2" in out
+
+
+@pytest.mark.parametrize("backend", [b for b in _backends() if b != "chroma"])
+async def test_load_runs_clean(backend: str) -> None:
+    from benchmarks.load import KINDS, run_backend
+
+    result = await run_backend(
+        backend, clients=3, seconds=3, warmup=1, margin=0.10, console=Console(quiet=True),
+        seed_chunks=1000,
+    )  # fmt: skip
+    assert not result.errors, result.first_errors
+    assert result.checked_out_end == 0
+    assert set(result.operations) == set(KINDS)
+    assert result.rss_after_warmup > 0 and result.rss_end > 0
