@@ -20,7 +20,7 @@ from sqlalchemy import text
 from app.bootstrap import DataLayer, bootstrap
 from app.config import Settings
 from app.domain import Project
-from app.errors import BackendUnavailableError, DataLayerError
+from app.errors import BackendUnavailableError, DataLayerError, RetryableError
 from app.replicas import PROBE_INTERVAL
 from tests.support import selected_backends
 from tests.support.replication import Cluster, Node, replication_cluster
@@ -196,6 +196,47 @@ async def test_a_lagging_replica_is_visible_and_skipped(
     await asyncio.sleep(PROBE_INTERVAL)
     assert lagging.port in {await served_by(layer) for _ in range(4)}
     assert all(s["skipped_reason"] is None for s in await layer.replica_status())
+
+
+async def test_a_primary_turned_read_only_is_left_for_the_server_that_takes_writes(
+    migrated: Cluster,
+) -> None:
+    """A writer's connection whose server stops taking writes (SQLSTATE 25006, as on a demoted
+    primary) fails with RetryableError and is dropped; new connections go only to a server that
+    accepts writes, and there is none until the primary takes writes again."""
+    primary, standby = migrated.primary, migrated.standbys[0]
+    url = f"postgresql://postgres@{primary.address},{standby.address}/postgres"
+    settings = Settings(
+        database_url=url, database_connect_timeout=CONNECT_TIMEOUT, vector_database="exact"
+    )
+    layer = bootstrap(settings)
+    try:
+        await write(layer, f"pooled {uuid4().hex}")
+        await _read_only_by_default(primary, True)
+        try:
+            with pytest.raises(RetryableError):
+                await write(layer, "refused as read-only")
+            with pytest.raises(BackendUnavailableError, match="no server accepts writes"):
+                await write(layer, "no server takes it")
+        finally:
+            await _read_only_by_default(primary, False)
+        title = f"taken again {uuid4().hex}"
+        await write(layer, title)
+    finally:
+        await layer.aclose()
+    assert title in await _titles_on(primary)
+    assert "refused as read-only" not in await _titles_on(primary)
+
+
+async def _read_only_by_default(node: Node, on: bool) -> None:
+    name = "default_transaction_read_only"
+    change = f"SET {name} = on" if on else f"RESET {name}"
+    await scalar(node, f"ALTER SYSTEM {change}")
+    await scalar(node, "SELECT pg_reload_conf()")
+    wanted = "on" if on else "off"
+    while await scalar(node, "SHOW default_transaction_read_only") != wanted:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # every backend has read the configuration again
 
 
 async def test_writes_survive_promoting_the_standby() -> None:
