@@ -173,16 +173,24 @@ def multi_host_url(url: str) -> str:
     ``read-write``: connections go to the one that accepts writes. Other URLs are unchanged.
     """
     scheme, sep, rest = url.partition("://")
-    if not sep or scheme.split("+", 1)[0].lower() not in ("postgresql", "postgres"):
+    if not sep:
+        return url
+    if scheme.split("+", 1)[0].lower() not in ("postgresql", "postgres"):
+        if "," in rest.partition("?")[0].rpartition("@")[2].partition("/")[0]:
+            raise ConfigurationError(
+                f"DATABASE_URL={mask_url(url)} names several hosts: only a PostgreSQL URL may"
+            )
         return url
     rest, question, query = rest.partition("?")
     userinfo, at, address = rest.rpartition("@")
     netloc, slash, path = address.partition("/")
     pairs = [pair for pair in query.split("&") if pair] if question else []
-    hosts = _query_hosts(pairs)
-    if "," in netloc:
-        hosts = [part for part in netloc.split(",") if part]
+    if "," in netloc:  # the address's list, each host given the query's port if it has none
+        pairs = [f"host={part}" for part in netloc.split(",") if part] + [
+            p for p in pairs if p.partition("=")[0] != "host"
+        ]
         netloc = ""
+    hosts = _query_hosts(pairs)
     if len(hosts) < 2:
         return url
     pairs = [p for p in pairs if p.partition("=")[0] not in ("host", "port")]
@@ -204,10 +212,12 @@ def _query_hosts(pairs: list[str]) -> list[str]:
         ports = ports * len(hosts)
     if ports and len(ports) != len(hosts):
         raise ConfigurationError(
-            f"the database URL names {len(hosts)} hosts and {len(ports)} ports: give one port, "
+            f"DATABASE_URL names {len(hosts)} hosts and {len(ports)} ports: give one port, "
             "or one port per host (host=a,b&port=5432,5433)"
         )
-    return [f"{h}:{p}" for h, p in zip(hosts, ports, strict=True)] if ports else hosts
+    if not ports:
+        return hosts
+    return [h if ":" in h else f"{h}:{p}" for h, p in zip(hosts, ports, strict=True)]
 
 
 def url_hosts(url: str) -> list[str]:

@@ -18,9 +18,15 @@ import pytest
 from sqlalchemy import text
 
 from app.bootstrap import DataLayer, bootstrap
+from app.cli.doctor import database_rows
 from app.config import Settings
 from app.domain import Project
-from app.errors import BackendUnavailableError, DataLayerError, RetryableError
+from app.errors import (
+    BackendUnavailableError,
+    ConfigurationError,
+    DataLayerError,
+    RetryableError,
+)
 from app.replicas import PROBE_INTERVAL
 from tests.support import selected_backends
 from tests.support.replication import Cluster, Node, replication_cluster
@@ -107,6 +113,54 @@ async def write(layer: DataLayer, title: str) -> None:
         await uow.commit()
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        "postgresql://u:pw@a:5432,b:5433/db",
+        "postgres://u:pw@/db?host=a,b&port=5432,5433",
+        "postgresql+asyncpg://u:pw@/db?host=a:5432&host=b:5433",
+    ],
+)
+def test_several_hosts_become_one_url_that_asks_for_the_writable_one(given: str) -> None:
+    settings = Settings(database_url=given)
+    assert settings.database_url == (
+        "postgresql+asyncpg://u:pw@/db?host=a:5432&host=b:5433&target_session_attrs=read-write"
+    )
+    assert settings.database_type == "postgresql"
+    assert "pw" not in settings.safe_database_url
+
+
+def test_the_url_may_ask_for_other_servers_and_readers_ask_for_the_primary() -> None:
+    from app.failover import primary_readers_url
+
+    settings = Settings(database_url="postgresql://u@a,b/db?port=5432&target_session_attrs=any")
+    assert settings.database_url.endswith("target_session_attrs=any&host=a:5432&host=b:5432")
+    writable = Settings(database_url="postgresql://u@a:1,b:2/db").database_url
+    assert primary_readers_url(writable).endswith("target_session_attrs=primary")
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ("mysql://u:secret@a:1,b:2/db", "only a PostgreSQL URL"),
+        ("postgresql://u:secret@/db?host=a,b,c&port=1,2", "3 hosts and 2 ports"),
+    ],
+)
+def test_hosts_that_cannot_be_used_are_refused(given: str, named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named) as raised:
+        Settings(database_url=given)
+    assert "secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("database_read_your_writes_seconds", -1), ("database_replica_max_lag", 0)],
+)
+def test_replica_settings_out_of_range_are_refused(variable: str, value: float) -> None:
+    with pytest.raises(ConfigurationError, match=variable.upper()):
+        Settings(**{variable: value})
+
+
 async def test_reads_go_round_robin_to_the_replicas(make_routed: Any, migrated: Cluster) -> None:
     layer = make_routed()
     ports = [await served_by(layer) for _ in range(4)]
@@ -190,6 +244,10 @@ async def test_a_lagging_replica_is_visible_and_skipped(
         assert behind["lag_seconds"] > 0.5
         assert "DATABASE_REPLICA_MAX_LAG" in behind["skipped_reason"]
         assert [await served_by(layer) for _ in range(4)] == [other.port] * 4
+        doctor = dict(await database_rows(layer))
+        assert doctor["read replicas"] == "2"
+        shown = doctor[f"replica {behind['url']}"]
+        assert shown.startswith("healthy, lag ") and "DATABASE_REPLICA_MAX_LAG" in shown
     finally:
         await scalar(lagging, "SELECT pg_wal_replay_resume()")
     await caught_up(migrated)
