@@ -248,8 +248,14 @@ async def test_a_lagging_replica_is_visible_and_skipped(
         assert doctor["read replicas"] == "2"
         shown = doctor[f"replica {behind['url']}"]
         assert shown.startswith("healthy, lag ") and "DATABASE_REPLICA_MAX_LAG" in shown
+        # Both behind: the primary serves the reads.
+        await scalar(other, "SELECT pg_wal_replay_pause()")
+        await scalar(migrated.primary, "INSERT INTO lag_marks VALUES (2)")
+        await asyncio.sleep(max(0.6, PROBE_INTERVAL))
+        assert [await served_by(layer) for _ in range(2)] == [migrated.primary.port] * 2
     finally:
-        await scalar(lagging, "SELECT pg_wal_replay_resume()")
+        for node in migrated.standbys:
+            await scalar(node, "SELECT pg_wal_replay_resume()")
     await caught_up(migrated)
     await asyncio.sleep(PROBE_INTERVAL)
     assert lagging.port in {await served_by(layer) for _ in range(4)}
