@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import Settings, get_settings
 from app.engines import create_engine_for
 from app.errors import translate_errors
+from app.replicas import Replica, ReplicaRouter
 from app.repositories.lease import LeasingSession
 from app.uow.sqlalchemy import SqlAlchemyUnitOfWork, run_in_transaction
 from app.vector.factory import create_vector_index, store_feed, unit_of_work_binder
@@ -38,14 +39,25 @@ class DataLayer:
         engine: AsyncEngine,
         read_engines: list[AsyncEngine],
         cipher: CredentialCipher | None = None,
+        replica_engines: Sequence[tuple[str, AsyncEngine]] = (),
     ) -> None:
+        """``read_engines``: the primary's readers; ``replica_engines``: (URL, engine) of each
+        read replica, which serve read-only Units of Work while healthy (``app.replicas``)."""
         self.settings = settings
         self.engine = engine
-        self.read_engines = read_engines
+        self.read_engines = [e for _, e in replica_engines] + read_engines
         self.cipher = cipher
         self._sessionmaker = _sessionmaker(engine)
         self._read_sessionmakers = [_sessionmaker(e) for e in read_engines] or [self._sessionmaker]
         self._next_reader = itertools.cycle(self._read_sessionmakers)
+        self._replicas: ReplicaRouter | None = None
+        if replica_engines:
+            self._replicas = ReplicaRouter(
+                [Replica(url, e, _sessionmaker(e)) for url, e in replica_engines],
+                self._read_sessionmakers[0],
+                read_your_writes=settings.database_read_your_writes_seconds,
+                max_lag=settings.database_replica_max_lag,
+            )
         self.vector_index: Any = None
         self._vector_binder: Callable[[SqlAlchemyUnitOfWork], Any] | None = None
 
@@ -59,13 +71,24 @@ class DataLayer:
     ) -> SqlAlchemyUnitOfWork:
         """A new Unit of Work; ``read_only`` ones may be served by a read replica."""
         maker = next(self._next_reader) if read_only else self._sessionmaker
+        replicas = self._replicas
         return SqlAlchemyUnitOfWork(
             maker,
             read_only=read_only,
             isolation_level=isolation_level,
             cipher=self.cipher,
             vector_binder=self._vector_binder,
+            choose=replicas.choose if replicas is not None and read_only else None,
+            on_commit=replicas.wrote if replicas is not None else None,
         )
+
+    async def replica_status(self) -> list[dict[str, Any]]:
+        """Each read replica's health, measured now: ``url`` (masked), ``healthy``,
+        ``lag_seconds`` (None when unknown or unreachable) and ``skipped_reason`` (None when
+        reads may go to it). Empty without ENABLE_READ_REPLICAS."""
+        if self._replicas is None:
+            return []
+        return await self._replicas.status()
 
     async def run_in_transaction(
         self,
@@ -307,19 +330,24 @@ def bootstrap(settings: Settings | None = None) -> DataLayer:
     settings = settings or get_settings()
     assert settings.database_url is not None  # resolved by Settings
     engine = create_engine_for(settings.database_url, settings)
-    read_engines = _read_engines(settings)
-    layer = DataLayer(settings, engine, read_engines, CredentialCipher.from_settings(settings))
+    cipher = CredentialCipher.from_settings(settings)
+    layer = DataLayer(settings, engine, _read_engines(settings), cipher, _replicas(settings))
     layer.vector_index = create_vector_index(settings, engine)
     layer._vector_binder = unit_of_work_binder(layer.vector_index, engine)
     log.info("data layer on %s (%s)", settings.safe_database_url, settings.database_type)
     return layer
 
 
+def _replicas(settings: Settings) -> list[tuple[str, AsyncEngine]]:
+    if not settings.enable_read_replicas:
+        return []
+    return [
+        (url, create_engine_for(url, settings, read_only=True, role="replica"))
+        for url in settings.database_read_urls
+    ]
+
+
 def _read_engines(settings: Settings) -> list[AsyncEngine]:
-    if settings.enable_read_replicas and settings.database_read_urls:
-        return [
-            create_engine_for(url, settings, read_only=True) for url in settings.database_read_urls
-        ]
     assert settings.database_url is not None
     if settings.database_type == "sqlite":
         # Readers get their own connections with a deferred BEGIN, so they never queue behind

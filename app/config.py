@@ -26,6 +26,7 @@ from app.urls import (
     check_url,
     infer_database_type,
     mask_url,
+    multi_host_url,
     same_backend,
     to_async_url,
 )
@@ -79,6 +80,11 @@ class Settings(BaseSettings):
     # NoDecode: the environment gives a comma-separated list, not JSON.
     database_read_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
     enable_read_replicas: bool = False
+    # Seconds after a write during which this layer's read-only Units of Work read from the
+    # primary, so that they see what it just wrote (0: replicas at once).
+    database_read_your_writes_seconds: float = Field(default=5.0, ge=0, le=3600)
+    # Seconds a replica may trail the primary before reads skip it; unset = any lag.
+    database_replica_max_lag: float | None = Field(default=None, gt=0, le=86400)
     vector_database: VectorBackend | None = None
     chroma_path: str | None = None
     chroma_url: str | None = None
@@ -115,6 +121,7 @@ class Settings(BaseSettings):
                     + (" or MYSQL_HOST" if self.database_type is DatabaseType.MYSQL else "")
                 )
             self.database_url = DEFAULT_SQLITE_URL
+        self.database_url = multi_host_url(self.database_url)
         check_url(self.database_url, "DATABASE_URL")
         self.database_url = to_async_url(self.database_url)
         inferred = infer_database_type(self.database_url)

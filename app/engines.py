@@ -15,11 +15,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
-from app import json_numbers
+from app import failover, json_numbers
 from app.config import DatabaseType, Settings, mask_url
 from app.driver_logs import hide_driver_parameters
 from app.errors import ConfigurationError
+from app.failover import primary_readers_url
 from app.filter_eval import json_contains
+from app.urls import url_hosts
 
 log = logging.getLogger("app.sql")
 AUTOCOMMIT = "archon_autocommit"  # execution option marking engines of autocommit readers
@@ -39,9 +41,14 @@ def _pooler_statement_name() -> str:
     return f"__asyncpg_{uuid4().hex}__"
 
 
-def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) -> AsyncEngine:
-    """An ``AsyncEngine`` for ``url`` configured for its dialect and the settings."""
+def create_engine_for(
+    url: str, settings: Settings, *, read_only: bool = False, role: str = "primary"
+) -> AsyncEngine:
+    """An ``AsyncEngine`` for ``url`` configured for its dialect and the settings; ``role``
+    (``primary`` or ``replica``) names the server in connection errors."""
     backend = make_url(url).get_backend_name()
+    if backend == "postgresql" and read_only:
+        url = primary_readers_url(url)
     # Pre-ping is off by default: it costs a round trip per checkout. Without it a connection the
     # server dropped fails its first statement; SQLAlchemy then invalidates it and every older
     # pooled connection, the caller gets BackendUnavailableError, and the next Unit of Work
@@ -74,7 +81,7 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
         )
     pooled = settings.database_type is DatabaseType.SUPABASE
     if backend in ("postgresql", "mysql"):
-        bounded = bounded_connect(backend, url, settings.database_connect_timeout)
+        bounded = bounded_connect(backend, url, settings.database_connect_timeout, role)
         kwargs.setdefault("connect_args", {})["async_creator_fn"] = bounded
     if backend == "postgresql" and not pooled:
         _hnsw_defaults(kwargs)
@@ -99,6 +106,10 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
         _configure_mysql_reader(engine)
     if backend in ("sqlite", "mysql"):
         _skip_needless_rollbacks(engine)
+    if backend == "postgresql":
+        failover.drop_closed_connections(engine)
+        if not read_only:
+            failover.reconnect_when_read_only(engine)
     if backend == "mysql" and settings.database_statement_timeout is not None:
         _mysql_statement_timeout(engine, settings.database_statement_timeout)
     if backend == "sqlite" and settings.database_statement_timeout is not None:
@@ -109,19 +120,22 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
     return engine
 
 
-def bounded_connect(backend: str, url: str, timeout: float) -> Callable[..., Any]:
-    """The driver's connect, given up on after ``timeout`` seconds, handshake included.
+def bounded_connect(
+    backend: str, url: str, timeout: float, role: str = "primary"
+) -> Callable[..., Any]:
+    """The driver's connect, given up on after ``timeout`` seconds, handshake included; its
+    failures name the server (``the primary 10.0.0.5:5432``).
 
     asyncpg's own timeout and aiomysql's ``connect_timeout`` bound only part of the way: a
     server that accepts the connection and never answers kept aiomysql waiting for ever.
     """
-    parsed = make_url(url)
-    default_port = 5432 if backend == "postgresql" else 3306
-    where = f"{parsed.host or 'localhost'}:{parsed.port or default_port}"
+    where = f"the {role} {', '.join(url_hosts(url))}"
+    not_matched: type[Exception] = ConfigurationError  # never raised by aiomysql's connect
     if backend == "postgresql":
         import asyncpg
 
         connect: Callable[..., Awaitable[Any]] = asyncpg.connect
+        not_matched = asyncpg.TargetServerAttributeNotMatched
     else:
         import aiomysql
 
@@ -134,6 +148,10 @@ def bounded_connect(backend: str, url: str, timeout: float) -> Callable[..., Any
             raise TimeoutError(
                 f"no answer from {where} within {timeout:g} s (DATABASE_CONNECT_TIMEOUT)"
             ) from None
+        except not_matched as exc:  # every server answered; none is the kind asked for
+            raise ConnectionError(f"{where}: no server accepts writes now ({exc})") from None
+        except OSError as exc:
+            raise ConnectionError(f"cannot connect to {where} ({exc})") from None
         except TypeError as exc:  # an option of the URL's query the driver does not take
             raise ConfigurationError(
                 f"the {backend} driver refused an option of the database URL's query ({exc}): "

@@ -89,6 +89,9 @@ def classify(error: sa_exc.DBAPIError) -> type[DataLayerError]:
     text = str(orig).lower()
     if state in _PG_RETRYABLE or errno in _MYSQL_RETRYABLE or "database is locked" in text:
         return RetryableError
+    if state == "25006" and error.connection_invalidated:
+        # A writer's server turned standby (app.failover): the next connection finds the primary.
+        return RetryableError
     if state in _PG_CONFLICT or errno in _MYSQL_CONFLICT:
         return ConflictError
     if "unique constraint" in text or "foreign key constraint" in text:

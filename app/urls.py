@@ -163,3 +163,69 @@ def same_backend(first: DatabaseType, second: DatabaseType) -> bool:
     """Whether two types talk to the same kind of server (Supabase is PostgreSQL)."""
     postgres = {DatabaseType.SUPABASE, DatabaseType.POSTGRESQL}
     return first == second or {first, second} <= postgres
+
+
+def multi_host_url(url: str) -> str:
+    """A PostgreSQL URL naming several servers in SQLAlchemy's form, ``?host=a:1&host=b:2``.
+
+    Accepted as given: libpq's comma list in the address (``user@a:5432,b:5433/db``) and in the
+    query (``?host=a,b&port=5432,5433``). Several servers without ``target_session_attrs`` get
+    ``read-write``: connections go to the one that accepts writes. Other URLs are unchanged.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    if scheme.split("+", 1)[0].lower() not in ("postgresql", "postgres"):
+        if "," in rest.partition("?")[0].rpartition("@")[2].partition("/")[0]:
+            raise ConfigurationError(
+                f"DATABASE_URL={mask_url(url)} names several hosts: only a PostgreSQL URL may"
+            )
+        return url
+    rest, question, query = rest.partition("?")
+    userinfo, at, address = rest.rpartition("@")
+    netloc, slash, path = address.partition("/")
+    pairs = [pair for pair in query.split("&") if pair] if question else []
+    if "," in netloc:  # the address's list, each host given the query's port if it has none
+        pairs = [f"host={part}" for part in netloc.split(",") if part] + [
+            p for p in pairs if p.partition("=")[0] != "host"
+        ]
+        netloc = ""
+    hosts = _query_hosts(pairs)
+    if len(hosts) < 2:
+        return url
+    pairs = [p for p in pairs if p.partition("=")[0] not in ("host", "port")]
+    pairs += [f"host={host}" for host in hosts]
+    if not any(p.partition("=")[0] == "target_session_attrs" for p in pairs):
+        pairs.append("target_session_attrs=read-write")
+    return f"{scheme}://{userinfo}{at}{netloc}{slash}{path}?{'&'.join(pairs)}"
+
+
+def _query_hosts(pairs: list[str]) -> list[str]:
+    """``host=a,b&port=1,2`` (libpq) or ``host=a:1&host=b:2`` (SQLAlchemy) as ``a:1``, ``b:2``."""
+    values: dict[str, list[str]] = {"host": [], "port": []}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name in values:
+            values[name] += [part for part in value.split(",") if part]
+    hosts, ports = values["host"], values["port"]
+    if len(ports) == 1:
+        ports = ports * len(hosts)
+    if ports and len(ports) != len(hosts):
+        raise ConfigurationError(
+            f"DATABASE_URL names {len(hosts)} hosts and {len(ports)} ports: give one port, "
+            "or one port per host (host=a,b&port=5432,5433)"
+        )
+    if not ports:
+        return hosts
+    return [h if ":" in h else f"{h}:{p}" for h, p in zip(hosts, ports, strict=True)]
+
+
+def url_hosts(url: str) -> list[str]:
+    """The ``host:port`` servers a URL names (several for a multi-host PostgreSQL URL)."""
+    parsed = make_url(url)
+    hosts = parsed.query.get("host")
+    if isinstance(hosts, tuple) and len(hosts) > 1:
+        return list(hosts)
+    default = {"postgresql": 5432, "mysql": 3306}.get(parsed.get_backend_name())
+    host = parsed.host or (hosts if isinstance(hosts, str) else None) or "localhost"
+    return [f"{host}:{parsed.port or default}"]

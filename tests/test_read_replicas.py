@@ -24,6 +24,7 @@ async def test_reads_use_the_replica_and_writes_the_primary(layer, fresh, sql) -
             database_url=layer.settings.database_url,
             database_read_urls=[replica_url],
             enable_read_replicas=True,
+            database_read_your_writes_seconds=0,  # reads go to the replica even after a write
             vector_database="exact",
         )
     )

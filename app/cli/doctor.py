@@ -73,10 +73,21 @@ async def database_rows(layer: DataLayer) -> Rows:
     head = migrations.head()
     state = "up to date" if revision == head else f"head is {head}: run `archon-db migrate upgrade`"
     rows.append(("schema revision", f"{revision or '(none)'} ({state})"))
-    replicas = len(layer.read_engines) if settings.enable_read_replicas else 0
-    rows.append(("read replicas", str(replicas)))
+    replicas = await layer.replica_status()
+    rows.append(("read replicas", str(len(replicas))))
+    rows += [(f"replica {r['url']}", _replica_state(r)) for r in replicas]
     rows.append(("query logging", "on" if settings.enable_query_logging else "off"))
     return rows
+
+
+def _replica_state(replica: dict[str, Any]) -> str:
+    lag = replica["lag_seconds"]
+    state = "healthy" if replica["healthy"] else "down"
+    if lag is not None:
+        state += f", lag {lag:.1f} s"
+    if replica["skipped_reason"]:
+        state += f", skipped ({replica['skipped_reason']})"
+    return state
 
 
 async def _scalar(session: AsyncSession, query: str, **params: Any) -> Any:

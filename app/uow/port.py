@@ -39,7 +39,9 @@ class UnitOfWork(Protocol):
     ``read_only=True`` may be served by a read replica or by connections that run each statement
     in its own read-only transaction (no BEGIN/ROLLBACK round trips): reads see what was
     committed when each one ran, as under PostgreSQL's default READ COMMITTED. Ask for an
-    ``isolation_level="REPEATABLE READ"`` to read from one snapshot.
+    ``isolation_level="REPEATABLE READ"`` to read from one snapshot. A replica may trail the
+    primary; for ``DATABASE_READ_YOUR_WRITES_SECONDS`` after a commit through the same layer,
+    reads go to the primary (``app.replicas``).
     """
 
     sources: SourceRepository

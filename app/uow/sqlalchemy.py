@@ -64,7 +64,11 @@ class SqlAlchemyUnitOfWork:
         isolation_level: str | None = None,
         cipher: CredentialCipher | None = None,
         vector_binder: Callable[[SqlAlchemyUnitOfWork], Any] | None = None,
+        choose: Callable[[], Awaitable[async_sessionmaker[AsyncSession]]] | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
+        """``choose`` picks the sessionmaker when the Unit of Work opens (a healthy read
+        replica); ``on_commit`` is told of each commit (reads then follow the writes)."""
         if isolation_level is not None and isolation_level.upper() not in ISOLATION_LEVELS:
             raise InvalidInputError(
                 f"unknown isolation level {isolation_level!r}; "
@@ -75,6 +79,8 @@ class SqlAlchemyUnitOfWork:
         self.isolation_level = isolation_level.upper() if isolation_level else None
         self._cipher = cipher
         self._vector_binder = vector_binder
+        self._choose = choose
+        self._on_commit = on_commit
         self._session: AsyncSession | None = None
         self._after_commit: list[AfterCommit] = []
 
@@ -90,6 +96,8 @@ class SqlAlchemyUnitOfWork:
     async def __aenter__(self) -> Self:
         if self._session is not None:
             raise DataLayerError("this Unit of Work is open already; open another with layer.uow()")
+        if self._choose is not None:
+            self._sessionmaker = await self._choose()
         self._session = session = self._sessionmaker()
         bind = session.get_bind()
         # A read-only Unit of Work on an autocommit reader sends no BEGIN/ROLLBACK at all.
@@ -153,6 +161,8 @@ class SqlAlchemyUnitOfWork:
         except BaseException:
             await self._rolled_back(session)
             raise
+        if self._on_commit is not None:
+            self._on_commit()
         hooks, self._after_commit = self._after_commit, []
         deleted = session.info.pop(ROWS_CHANGED, False)
         for hook in hooks:

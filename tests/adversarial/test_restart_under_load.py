@@ -160,8 +160,9 @@ async def test_pre_ping_decides_whether_a_restart_is_seen(
     server = request.getfixturevalue("private_postgres" if kind == "postgresql" else
                                      "private_mariadb")  # fmt: skip
     unavailable = "BackendUnavailableError"
-    # Off: the first Unit of Work on each pool (readers, writers) meets the dead connection once.
-    assert await _after_restart(server.url, server.restart, pre_ping=False) == [
-        unavailable, unavailable, "ok", "ok"
-    ]
+    # Off: on MariaDB the first Unit of Work on each pool (readers, writers) meets the dead
+    # connection once. asyncpg knows by itself that the server closed its connection: the pool
+    # replaces it at checkout (app.failover), and no Unit of Work fails.
+    off = ["ok"] * 4 if kind == "postgresql" else [unavailable, unavailable, "ok", "ok"]
+    assert await _after_restart(server.url, server.restart, pre_ping=False) == off
     assert await _after_restart(server.url, server.restart, pre_ping=True) == ["ok"] * 4
