@@ -6,6 +6,7 @@ import builtins
 from collections.abc import Iterable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.crypto import CredentialCipher
@@ -127,8 +128,14 @@ class SqlAlchemyMigrationRecordRepository(SqlAlchemyRepository[MigrationRecord])
         """Record an upgrade as applied unless it is already; whether a row was added."""
         key = _migration_key((version, migration_name))
         row = MigrationRecord(version=key[0], migration_name=key[1], checksum=checksum)
-        # An empty update list: a row already there is kept as it is.
-        return await self.upsert_many([row], on=["version", "migration_name"], update=[]) > 0
+        # An empty update list: a row already there is kept as it is. Ids are made here, so the
+        # stored row's id says whose row it is, even when another writer raced this one.
+        await self.upsert_many([row], on=["version", "migration_name"], update=[])
+        c = self.table.c
+        stmt = sa.select(c.id).where(c.version == key[0], c.migration_name == key[1])
+        with translate_errors("reading the migration record"):
+            stored = (await self.session.execute(stmt)).scalar_one()
+        return bool(stored == row.id)
 
 
 def _migration_key(item: Any) -> tuple[str, str]:
