@@ -9,6 +9,7 @@ import pytest
 
 from app.archon_defaults import archon_migration_keys
 from app.bootstrap import DataLayer
+from app.domain import ConfiguredRepository
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.testing import (
     AgentWorkOrderFactory,
@@ -70,9 +71,10 @@ class TestMigrationRecords:
 
 class TestConfiguredRepositories:
     async def test_add_get_by_url_and_defaults(self, layer: DataLayer, sql: Sql) -> None:
-        (repo,) = await seed(layer, ConfiguredRepositoryFactory.build(owner="acme"))
+        url = "https://github.com/acme/service"
+        (repo,) = await seed(layer, ConfiguredRepository(repository_url=url, owner="acme"))
         async with layer.uow(read_only=True) as uow:
-            found = await uow.configured_repositories.get_by_url("https://github.com/acme/service")
+            found = await uow.configured_repositories.get_by_url(url)
             assert found is not None and found.id == repo.id
             assert found.default_commands == [
                 "create-branch",
