@@ -48,6 +48,63 @@ DROP TABLE archon_page_metadata;
 DROP TABLE archon_migrations;
 """
 
+# Archon's optional agent work order tables, in the shape its SQL scripts give them.
+WORK_ORDER_TABLES = (
+    "archon_configured_repositories",
+    "archon_agent_work_orders",
+    "archon_agent_work_order_steps",
+)
+WORK_ORDERS = """
+CREATE TABLE archon_configured_repositories (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    repository_url TEXT NOT NULL UNIQUE,
+    display_name TEXT, owner TEXT, default_branch TEXT,
+    is_verified BOOLEAN DEFAULT false,
+    last_verified_at TIMESTAMPTZ,
+    default_sandbox_type TEXT DEFAULT 'git_worktree'
+        CHECK (default_sandbox_type IN ('git_worktree', 'full_clone', 'tmp_dir')),
+    default_commands JSONB DEFAULT '["create-branch", "planning"]'::jsonb,
+    created_at TIMESTAMPTZ DEFAULT NOW(),
+    updated_at TIMESTAMPTZ DEFAULT NOW()
+);
+CREATE UNIQUE INDEX idx_configured_repositories_url
+    ON archon_configured_repositories(repository_url);
+CREATE INDEX idx_configured_repositories_verified ON archon_configured_repositories(is_verified);
+CREATE INDEX idx_configured_repositories_created_at
+    ON archon_configured_repositories(created_at DESC);
+CREATE TABLE archon_agent_work_orders (
+    agent_work_order_id TEXT PRIMARY KEY,
+    repository_url TEXT NOT NULL,
+    sandbox_identifier TEXT NOT NULL,
+    git_branch_name TEXT, agent_session_id TEXT,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed')),
+    metadata JSONB DEFAULT '{}'::jsonb,
+    created_at TIMESTAMPTZ DEFAULT NOW(),
+    updated_at TIMESTAMPTZ DEFAULT NOW()
+);
+CREATE INDEX idx_agent_work_orders_status ON archon_agent_work_orders(status);
+CREATE INDEX idx_agent_work_orders_created_at ON archon_agent_work_orders(created_at DESC);
+CREATE INDEX idx_agent_work_orders_repository ON archon_agent_work_orders(repository_url);
+CREATE INDEX idx_agent_work_orders_metadata ON archon_agent_work_orders USING GIN(metadata);
+CREATE TABLE archon_agent_work_order_steps (
+    id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
+    agent_work_order_id TEXT NOT NULL
+        REFERENCES archon_agent_work_orders(agent_work_order_id) ON DELETE CASCADE,
+    step TEXT NOT NULL, agent_name TEXT NOT NULL, success BOOLEAN NOT NULL,
+    output TEXT, error_message TEXT,
+    duration_seconds FLOAT NOT NULL,
+    session_id TEXT,
+    executed_at TIMESTAMPTZ NOT NULL,
+    step_order INT NOT NULL
+);
+CREATE INDEX idx_agent_work_order_steps_work_order_id
+    ON archon_agent_work_order_steps(agent_work_order_id);
+CREATE INDEX idx_agent_work_order_steps_executed_at ON archon_agent_work_order_steps(executed_at);
+INSERT INTO archon_agent_work_orders
+    (agent_work_order_id, repository_url, sandbox_identifier, status)
+VALUES ('wo-archon', 'https://github.com/o/r', 'sandbox-1', 'completed');
+"""
+
 
 def engine_for(url: str) -> AsyncEngine:
     return create_engine_for(url, Settings(_env_file=None, database_url=url))
@@ -87,15 +144,36 @@ async def test_an_archon_database_is_adoptable_and_gets_stamped(archon: AsyncEng
 
     assert report.adoptable and report.warnings == [], report.lines()
     assert not report.stamped and await migrations.current(archon) is None
+    absent = subjects(report.of(Severity.NOTE))
+    assert set(WORK_ORDER_TABLES) <= absent  # optional in Archon: the upgrade creates them
 
     report = await migrations.adopt(archon, apply=True)
     assert report.stamped
     assert await migrations.current(archon) == migrations.BASELINE_REVISION
-    # The data is untouched and the models see no difference.
+    # The data is untouched; the upgrade adds the agent work order tables Archon's setup left out
+    # and the default settings and upgrade records it lacks, keeping those it has.
     assert await fetch_scalar(archon, "SELECT count(*) FROM archon_sources") == 1
-    assert await migrations.check(archon) == []
     await migrations.upgrade(archon, "head")
     assert await migrations.current(archon) == migrations.head()
+    assert await migrations.check(archon) == []
+    description = "SELECT description FROM archon_settings WHERE key = 'MODEL_CHOICE'"
+    assert await fetch_scalar(archon, description) == "summaries model"
+    assert await fetch_scalar(archon, "SELECT count(*) FROM archon_settings") == 45
+    assert await fetch_scalar(archon, "SELECT count(*) FROM archon_migrations") == 11
+
+
+async def test_archons_work_order_tables_are_adopted_and_kept(
+    archon_url: str, archon: AsyncEngine
+) -> None:
+    await run_script(archon_url, WORK_ORDERS)
+    report = await migrations.adopt(archon, apply=True)
+    assert report.stamped and report.blockers == [] and report.warnings == [], report.lines()
+    assert not set(WORK_ORDER_TABLES) & subjects(report.findings)
+
+    await migrations.upgrade(archon, "head")
+    assert await migrations.check(archon) == []
+    query = "SELECT agent_work_order_id FROM archon_agent_work_orders"
+    assert await fetch_scalar(archon, query) == "wo-archon"
 
 
 async def test_a_missing_column_blocks_adoption(archon: AsyncEngine) -> None:

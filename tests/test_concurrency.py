@@ -118,7 +118,9 @@ async def test_concurrent_links_and_settings_never_duplicate(pooled: DataLayer, 
     assert len({ps.id for ps in links}) == 1
     await race(pooled, [setting(n) for n in range(WRITERS)])
     assert await sql.scalar("SELECT COUNT(*) FROM archon_project_sources") == 1
-    rows = await sql.all("SELECT value, encrypted_value, is_encrypted FROM archon_settings")
+    key = pooled.engine.dialect.identifier_preparer.quote("key")
+    columns = "value, encrypted_value, is_encrypted"
+    rows = await sql.all(f"SELECT {columns} FROM archon_settings WHERE {key} = 'RACED_KEY'")
     assert len(rows) == 1
     value, encrypted, is_encrypted = rows[0]
     assert (value is None) == bool(is_encrypted) and (encrypted is None) != bool(is_encrypted)

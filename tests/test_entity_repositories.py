@@ -597,6 +597,10 @@ def test_repository_classes_satisfy_their_ports() -> None:
         (r.SqlAlchemyDocumentVersionRepository, r.DocumentVersionRepository),
         (r.SqlAlchemySettingRepository, r.SettingRepository),
         (r.SqlAlchemyPromptRepository, r.PromptRepository),
+        (r.SqlAlchemyMigrationRecordRepository, r.MigrationRecordRepository),
+        (r.SqlAlchemyConfiguredRepositoryRepository, r.ConfiguredRepositoryRepository),
+        (r.SqlAlchemyAgentWorkOrderRepository, r.AgentWorkOrderRepository),
+        (r.SqlAlchemyAgentWorkOrderStepRepository, r.AgentWorkOrderStepRepository),
     ]
     for adapter, port in pairs:
         wanted = {n for n in dir(port) if not n.startswith("_") and callable(getattr(port, n))}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -11,6 +10,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
+from app.archon_defaults import ARCHON_SETTINGS
 from app.config import Settings
 from app.crypto import CredentialCipher, derive_key
 from app.errors import DataLayerError
@@ -149,20 +149,30 @@ class TestSettingRepository:
 
     async def test_reads_a_row_archon_inserted(self, layer) -> None:  # type: ignore[no-untyped-def]
         stored = archon_encrypt("sk-from-archon", SERVICE_KEY)
-        columns = f"id, {_quoted_key(layer)}, encrypted_value, is_encrypted, category"
-        insert = sa.text(
-            f"INSERT INTO archon_settings ({columns}) VALUES (:id, :key, :enc, :yes, 'api_keys')"
+        # Archon fills the placeholder row its setup made (revision 0006 makes it here too).
+        update = sa.text(
+            "UPDATE archon_settings SET encrypted_value = :enc, is_encrypted = :yes "
+            f"WHERE {_quoted_key(layer)} = :key"
         )
         async with layer.engine.begin() as conn:
-            await conn.execute(
-                insert.bindparams(sa.bindparam("id", type_=sa.Uuid)),
-                {"id": uuid.uuid4(), "key": "ANTHROPIC_API_KEY", "enc": stored, "yes": True},
+            result = await conn.execute(
+                update, {"key": "ANTHROPIC_API_KEY", "enc": stored, "yes": True}
             )
+            assert result.rowcount == 1
         cipher = CredentialCipher.from_settings(settings(supabase_service_key=SERVICE_KEY))
         async with layer.uow(read_only=True) as uow:
             repo = SqlAlchemySettingRepository(uow.session, cipher)
             assert await repo.get_value("ANTHROPIC_API_KEY") == "sk-from-archon"
-            assert await repo.get_by_category("api_keys") == {"ANTHROPIC_API_KEY": "sk-from-archon"}
+            keys = await repo.get_by_category("api_keys")
+            # The other placeholders stay empty until a key is entered.
+            assert keys == {
+                "ANTHROPIC_API_KEY": "sk-from-archon",
+                **{
+                    s.key: None
+                    for s in ARCHON_SETTINGS
+                    if s.encrypted and s.key != "ANTHROPIC_API_KEY"
+                },
+            }
             wrong = SqlAlchemySettingRepository(uow.session, CredentialCipher.default())
             with pytest.raises(DataLayerError, match="ANTHROPIC_API_KEY"):
                 await wrong.get_value("ANTHROPIC_API_KEY")

@@ -24,7 +24,14 @@ NAMING_CONVENTION = {
 # Archon's PostgreSQL schema stamps updated_at on these tables with a BEFORE UPDATE trigger that
 # overwrites any value given; an explicit updated_at is refused there on every backend alike.
 UPDATED_AT_BY_TRIGGER = frozenset(
-    {"archon_settings", "archon_projects", "archon_tasks", "archon_prompts"}
+    {
+        "archon_settings",
+        "archon_projects",
+        "archon_tasks",
+        "archon_prompts",
+        "archon_configured_repositories",
+        "archon_agent_work_orders",
+    }
 )
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)

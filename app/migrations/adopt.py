@@ -9,7 +9,8 @@ label the models use. These differences are **tolerated** (warnings: the layer c
 - missing ``embedding_<dim>`` columns (the vector index adds them) and the beta ``embedding``
   column; a missing ``content_search_vector`` (keyword search needs Archon's upgrade 002);
 - check constraints, and enum labels the models do not know.
-Reported for information only (notes): constraint names that differ from the models', missing
+Reported for information only (notes): the agent work order tables when absent (an upgrade
+creates them), constraint names that differ from the models', missing
 non-unique indexes, extra columns, Archon's SQL functions and the pgvector extension.
 """
 
@@ -54,6 +55,13 @@ _HINTS = {
         for column in ("llm_chat_model", "embedding_model", "embedding_dimension")
     },
 }
+# Tables a later revision creates when they are absent (Archon's optional agent work orders
+# feature): a database without them is adopted all the same.
+CREATED_ON_UPGRADE = {
+    "archon_configured_repositories": "0006_archon_data",
+    "archon_agent_work_orders": "0006_archon_data",
+    "archon_agent_work_order_steps": "0006_archon_data",
+}
 _PG = postgresql.dialect()
 
 
@@ -67,6 +75,10 @@ def inspect_archon_schema(connection: Connection) -> AdoptReport:
         add(Finding(Severity.NOTE, "database", "no Archon table found: use upgrade, not adopt"))
     for table in tables:
         found = live.tables.get(table.name)
+        if found is None and table.name in CREATED_ON_UPGRADE:
+            later = CREATED_ON_UPGRADE[table.name]
+            add(Finding(Severity.NOTE, table.name, f"absent; revision {later} creates it"))
+            continue
         if found is None:
             add(_blocker(table.name, "missing table"))
             continue

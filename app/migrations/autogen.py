@@ -41,6 +41,7 @@ ARCHON_EXTRA_INDEXES = frozenset(
         "idx_archon_page_metadata_section",
         "idx_archon_page_metadata_created_at",
         "idx_archon_page_metadata_metadata",
+        "idx_configured_repositories_url",  # Archon's unique index beside the unique constraint
         *(
             f"idx_archon_{table}_{suffix}"
             for table in ("crawled_pages", "code_examples")

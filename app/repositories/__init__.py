@@ -9,9 +9,13 @@ from app.repositories.knowledge import (
 )
 from app.repositories.paging import Page
 from app.repositories.ports import (
+    AgentWorkOrderRepository,
+    AgentWorkOrderStepRepository,
     CodeExampleRepository,
+    ConfiguredRepositoryRepository,
     CrawledPageRepository,
     DocumentVersionRepository,
+    MigrationRecordRepository,
     PageMetadataRepository,
     ProjectRepository,
     ProjectSourceRepository,
@@ -26,13 +30,26 @@ from app.repositories.projects import (
     SqlAlchemyProjectRepository,
     SqlAlchemyProjectSourceRepository,
 )
-from app.repositories.settings import SqlAlchemyPromptRepository, SqlAlchemySettingRepository
+from app.repositories.settings import (
+    SqlAlchemyMigrationRecordRepository,
+    SqlAlchemyPromptRepository,
+    SqlAlchemySettingRepository,
+)
 from app.repositories.tasks import SqlAlchemyTaskRepository
+from app.repositories.work_orders import (
+    SqlAlchemyAgentWorkOrderRepository,
+    SqlAlchemyAgentWorkOrderStepRepository,
+    SqlAlchemyConfiguredRepositoryRepository,
+)
 
 __all__ = [
+    "AgentWorkOrderRepository",
+    "AgentWorkOrderStepRepository",
     "CodeExampleRepository",
+    "ConfiguredRepositoryRepository",
     "CrawledPageRepository",
     "DocumentVersionRepository",
+    "MigrationRecordRepository",
     "Page",
     "PageMetadataRepository",
     "ProjectRepository",
@@ -42,9 +59,13 @@ __all__ = [
     "SettingRepository",
     "SourceRepository",
     "SourceSummary",
+    "SqlAlchemyAgentWorkOrderRepository",
+    "SqlAlchemyAgentWorkOrderStepRepository",
     "SqlAlchemyCodeExampleRepository",
+    "SqlAlchemyConfiguredRepositoryRepository",
     "SqlAlchemyCrawledPageRepository",
     "SqlAlchemyDocumentVersionRepository",
+    "SqlAlchemyMigrationRecordRepository",
     "SqlAlchemyPageMetadataRepository",
     "SqlAlchemyProjectRepository",
     "SqlAlchemyProjectSourceRepository",

@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from app.domain import (
+    AgentWorkOrder,
+    AgentWorkOrderStep,
     CodeExample,
+    ConfiguredRepository,
     CrawledPage,
     DocumentVersion,
+    MigrationRecord,
     PageMetadata,
     Project,
     ProjectSource,
@@ -274,10 +278,81 @@ class PromptRepository(Repository[Prompt], Protocol):
         ...
 
 
+class MigrationRecordRepository(Repository[MigrationRecord], Protocol):
+    """``archon_migrations``: Archon's upgrade scripts recorded as applied, unique by
+    ``(version, migration_name)``.
+
+    Archon's migration page lists as pending every ``migration/<version>/<name>.sql`` without a
+    row of that version and name (checksums are not compared).
+    """
+
+    async def applied(self) -> list[MigrationRecord]:
+        """Every recorded upgrade, most recently applied first."""
+        ...
+
+    async def pending(self, available: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The ``(version, migration_name)`` pairs of ``available`` that have no row, in order."""
+        ...
+
+    async def record(self, version: str, migration_name: str, checksum: str | None = None) -> bool:
+        """Record an upgrade unless it is recorded already (the row is then left as it is);
+        whether a row was added."""
+        ...
+
+
+class ConfiguredRepositoryRepository(Repository[ConfiguredRepository], Protocol):
+    """``archon_configured_repositories``: GitHub repositories set up for agent work orders,
+    unique by ``repository_url``.
+
+    Writes check, before any SQL, that ``repository_url`` is https://github.com/<owner>/<name>
+    and ``default_sandbox_type`` one of Archon's (``InvalidInputError`` otherwise).
+    """
+
+    async def get_by_url(self, repository_url: str) -> ConfiguredRepository | None:
+        """The repository configured for ``repository_url``, or ``None``."""
+        ...
+
+
+class AgentWorkOrderRepository(Repository[AgentWorkOrder], Protocol):
+    """``archon_agent_work_orders``: work order state keyed by the service's TEXT id.
+
+    ``status`` is one of pending, running, completed, failed, checked before any SQL; fields
+    rarely queried live in the JSON ``metadata`` (``metadata_`` on the entity).
+    """
+
+    async def list_by_status(self, status: str | None = None) -> list[AgentWorkOrder]:
+        """Work orders (of one ``status``, if given), newest first."""
+        ...
+
+    async def set_status(self, work_order_id: str, status: str, **metadata: Any) -> AgentWorkOrder:
+        """Set ``status`` and merge ``metadata`` into the stored metadata (the row is locked
+        while read, so concurrent merges keep each other's keys); ``NotFoundError`` when absent."""
+        ...
+
+
+class AgentWorkOrderStepRepository(Repository[AgentWorkOrderStep], Protocol):
+    """``archon_agent_work_order_steps``: the executed steps of a work order, deleted with it."""
+
+    async def history(self, work_order_id: str) -> list[AgentWorkOrderStep]:
+        """The steps of a work order by ``step_order``."""
+        ...
+
+    async def replace_history(
+        self, work_order_id: str, steps: Iterable[AgentWorkOrderStep]
+    ) -> list[AgentWorkOrderStep]:
+        """Replace the work order's steps with ``steps`` numbered 0, 1, ... in the order given,
+        all or nothing; returns them as stored."""
+        ...
+
+
 __all__ = [
+    "AgentWorkOrderRepository",
+    "AgentWorkOrderStepRepository",
     "CodeExampleRepository",
+    "ConfiguredRepositoryRepository",
     "CrawledPageRepository",
     "DocumentVersionRepository",
+    "MigrationRecordRepository",
     "PageMetadataRepository",
     "ProjectRepository",
     "ProjectSourceRepository",

@@ -1,14 +1,16 @@
-"""Configuration repositories: settings (with encrypted credentials) and prompts."""
+"""Configuration repositories: settings (with encrypted credentials), prompts, applied upgrades."""
 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.crypto import CredentialCipher
-from app.domain import Prompt, Setting
+from app.domain import MigrationRecord, Prompt, Setting
 from app.domain.types import utcnow
 from app.errors import InvalidInputError, translate_errors
 from app.repositories.base import SqlAlchemyRepository
@@ -97,3 +99,52 @@ class SqlAlchemyPromptRepository(SqlAlchemyRepository[Prompt]):
         """The prompt called ``name``, or None."""
         found = await self.list({"prompt_name": name}, limit=1)
         return found[0] if found else None
+
+
+class SqlAlchemyMigrationRecordRepository(SqlAlchemyRepository[MigrationRecord]):
+    """``MigrationRecordRepository`` over SQLAlchemy."""
+
+    model = MigrationRecord
+
+    async def applied(self) -> builtins.list[MigrationRecord]:
+        """Every recorded upgrade, most recently applied first (as Archon lists them)."""
+        return await self.list(order_by=["-applied_at"])
+
+    async def pending(self, available: Iterable[tuple[str, str]]) -> builtins.list[tuple[str, str]]:
+        """Which ``(version, migration_name)`` of ``available`` have no row, in the order given.
+
+        Archon's rule for its migration page: a script is pending unless a row names its version
+        and file name; checksums are not compared.
+        """
+        wanted = [_migration_key(item) for item in available]
+        if not wanted:
+            return []
+        versions = sorted({version for version, _ in wanted})
+        rows = await self.list({"version": {"in": versions}})
+        recorded = {(row.version, row.migration_name) for row in rows}
+        return [key for key in wanted if key not in recorded]
+
+    async def record(self, version: str, migration_name: str, checksum: str | None = None) -> bool:
+        """Record an upgrade as applied unless it is already; whether a row was added."""
+        key = _migration_key((version, migration_name))
+        row = MigrationRecord(version=key[0], migration_name=key[1], checksum=checksum)
+        # An empty update list: a row already there is kept as it is. Ids are made here, so the
+        # stored row's id says whose row it is, even when another writer raced this one.
+        await self.upsert_many([row], on=["version", "migration_name"], update=[])
+        c = self.table.c
+        stmt = sa.select(c.id).where(c.version == key[0], c.migration_name == key[1])
+        with translate_errors("reading the migration record"):
+            stored = (await self.session.execute(stmt)).scalar_one()
+        return bool(stored == row.id)
+
+
+def _migration_key(item: Any) -> tuple[str, str]:
+    if (
+        not isinstance(item, tuple)
+        or len(item) != 2
+        or not all(isinstance(part, str) and part for part in item)
+    ):
+        raise InvalidInputError(
+            f"a migration is a (version, migration_name) pair of non-empty strings, got {item!r}"
+        )
+    return item

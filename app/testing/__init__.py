@@ -21,11 +21,21 @@ from app.testing.factories import (
     save,
     source_id_for,
 )
+from app.testing.work_order_factories import (
+    AgentWorkOrderFactory,
+    AgentWorkOrderStepFactory,
+    ConfiguredRepositoryFactory,
+    MigrationRecordFactory,
+)
 
 __all__ = [
+    "AgentWorkOrderFactory",
+    "AgentWorkOrderStepFactory",
     "CodeExampleFactory",
+    "ConfiguredRepositoryFactory",
     "CrawledPageFactory",
     "DocumentVersionFactory",
+    "MigrationRecordFactory",
     "PageMetadataFactory",
     "ProjectFactory",
     "ProjectSourceFactory",

@@ -17,9 +17,13 @@ from typing import Any
 import factory
 
 from app.domain import (
+    AgentWorkOrder,
+    AgentWorkOrderStep,
     CodeExample,
+    ConfiguredRepository,
     CrawledPage,
     DocumentVersion,
+    MigrationRecord,
     PageMetadata,
     Project,
     ProjectSource,
@@ -217,6 +221,10 @@ class PromptFactory(factory.Factory):
 
 # The Unit of Work attribute holding each entity's repository.
 REPOSITORY_OF: dict[type[Any], str] = {
+    MigrationRecord: "migrations",
+    ConfiguredRepository: "configured_repositories",
+    AgentWorkOrder: "work_orders",
+    AgentWorkOrderStep: "work_order_steps",
     Source: "sources",
     CrawledPage: "pages",
     CodeExample: "code_examples",
@@ -230,7 +238,8 @@ REPOSITORY_OF: dict[type[Any], str] = {
 }
 # Parents before children: the order foreign keys need.
 _SAVE_ORDER = [Source, PageMetadata, CrawledPage, CodeExample, Project, Task]
-_SAVE_ORDER += [ProjectSource, DocumentVersion, Setting, Prompt]
+_SAVE_ORDER += [ProjectSource, DocumentVersion, Setting, Prompt, MigrationRecord]
+_SAVE_ORDER += [ConfiguredRepository, AgentWorkOrder, AgentWorkOrderStep]
 
 
 def _entities(items: Iterable[Any]) -> list[Any]:

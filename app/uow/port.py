@@ -8,9 +8,13 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 
 if TYPE_CHECKING:
     from app.repositories.ports import (
+        AgentWorkOrderRepository,
+        AgentWorkOrderStepRepository,
         CodeExampleRepository,
+        ConfiguredRepositoryRepository,
         CrawledPageRepository,
         DocumentVersionRepository,
+        MigrationRecordRepository,
         PageMetadataRepository,
         ProjectRepository,
         ProjectSourceRepository,
@@ -54,6 +58,10 @@ class UnitOfWork(Protocol):
     document_versions: DocumentVersionRepository
     settings: SettingRepository
     prompts: PromptRepository
+    migrations: MigrationRecordRepository
+    configured_repositories: ConfiguredRepositoryRepository
+    work_orders: AgentWorkOrderRepository
+    work_order_steps: AgentWorkOrderStepRepository
     vectors: Any
 
     async def __aenter__(self) -> Self: ...

@@ -28,9 +28,13 @@ from app.repositories.state import FAILED, ROWS_CHANGED, check_usable, failed_me
 if TYPE_CHECKING:
     from app.crypto import CredentialCipher
     from app.repositories import (
+        SqlAlchemyAgentWorkOrderRepository,
+        SqlAlchemyAgentWorkOrderStepRepository,
         SqlAlchemyCodeExampleRepository,
+        SqlAlchemyConfiguredRepositoryRepository,
         SqlAlchemyCrawledPageRepository,
         SqlAlchemyDocumentVersionRepository,
+        SqlAlchemyMigrationRecordRepository,
         SqlAlchemyPageMetadataRepository,
         SqlAlchemyProjectRepository,
         SqlAlchemyProjectSourceRepository,
@@ -276,6 +280,30 @@ class SqlAlchemyUnitOfWork:
         from app.repositories import SqlAlchemyPromptRepository
 
         return SqlAlchemyPromptRepository(self.session)
+
+    @cached_property
+    def migrations(self) -> SqlAlchemyMigrationRecordRepository:
+        from app.repositories import SqlAlchemyMigrationRecordRepository
+
+        return SqlAlchemyMigrationRecordRepository(self.session)
+
+    @cached_property
+    def configured_repositories(self) -> SqlAlchemyConfiguredRepositoryRepository:
+        from app.repositories import SqlAlchemyConfiguredRepositoryRepository
+
+        return SqlAlchemyConfiguredRepositoryRepository(self.session)
+
+    @cached_property
+    def work_orders(self) -> SqlAlchemyAgentWorkOrderRepository:
+        from app.repositories import SqlAlchemyAgentWorkOrderRepository
+
+        return SqlAlchemyAgentWorkOrderRepository(self.session)
+
+    @cached_property
+    def work_order_steps(self) -> SqlAlchemyAgentWorkOrderStepRepository:
+        from app.repositories import SqlAlchemyAgentWorkOrderStepRepository
+
+        return SqlAlchemyAgentWorkOrderStepRepository(self.session)
 
 
 async def _close(session: AsyncSession) -> None:
