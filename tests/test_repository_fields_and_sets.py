@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -253,7 +253,8 @@ class TestUpdateWhere:
             filters = {"source_id": source.source_id}
             assert await pages_repo.update_where(filters, {"content": "same"}) == 4
             assert await pages_repo.update_where(filters, {"content": "same"}) == 4
-            assert await pages_repo.update_where({"chunk_number": {"gt": 99}}, {"content": "x"}) == 0
+            none = {"chunk_number": {"gt": 99}}
+            assert await pages_repo.update_where(none, {"content": "x"}) == 0
             await uow.commit()
         assert await sql.scalar(f"SELECT COUNT(*) FROM {PAGES} WHERE content = 'same'") == 4
 
@@ -330,9 +331,12 @@ class TestUpdateWhere:
         source = await add_source(layer)
         when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=source.created_at.tzinfo)
         async with layer.uow() as uow:
-            assert await repo(uow, Source).update_where(
-                {"source_id": source.source_id}, {"updated_at": when}
-            ) == 1
+            assert (
+                await repo(uow, Source).update_where(
+                    {"source_id": source.source_id}, {"updated_at": when}
+                )
+                == 1
+            )
             await uow.commit()
         assert _aware(await sql.scalar("SELECT updated_at FROM archon_sources")) == when
 
@@ -549,6 +553,4 @@ def _aware(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     assert isinstance(value, datetime)
-    from datetime import UTC
-
     return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -27,6 +27,7 @@ def _rows_of(plan: UpsertPlan) -> Any:
     model: Any = plan.columns.model
     return entity_rows(model)
 
+
 IN_CHUNK = 500  # keys per IN list, far below every driver's parameter limit
 
 
@@ -103,9 +104,7 @@ async def _select(
     session: AsyncSession, plan: UpsertPlan, columns: Sequence[Any], keys: list[tuple[Any, ...]]
 ) -> list[Any]:
     where = (
-        columns[0].in_([k[0] for k in keys])
-        if len(columns) == 1
-        else sa.tuple_(*columns).in_(keys)
+        columns[0].in_([k[0] for k in keys]) if len(columns) == 1 else sa.tuple_(*columns).in_(keys)
     )
     stmt = sa.select(*_rows_of(plan).columns).where(where)
     return list((await session.execute(stmt)).all())
