@@ -26,7 +26,7 @@ from app.domain import (
     TaskPriority,
     TaskStatus,
 )
-from app.errors import ConflictError, InvalidInputError
+from app.errors import ConflictError, DataLayerError, InvalidInputError
 from app.repositories import bulk
 from app.repositories.batching import MAX_ROWS
 from app.repositories.projection import Projection
@@ -104,7 +104,7 @@ class TestProjection:
         assert isinstance(rows[0].created_at, datetime) and rows[0].created_at.tzinfo is not None
         with pytest.raises(AttributeError, match="'content' was not selected"):
             _ = rows[0].content
-        assert not hasattr(rows[0], "metadata_")
+        assert not hasattr(rows[0], "metadata_") and not hasattr(rows[0], "no_such_field")
         with pytest.raises(ValueError, match="frozen"):
             rows[0].url = "changed"  # type: ignore[misc]
 
@@ -478,13 +478,7 @@ class TestUpsertReturning:
                 links, on=["project_id", "source_id"], returning=True
             )
         assert [s.id for s in stored] == [link.id for link in links]
-        generated = [CrawledPage(url="u", chunk_number=0, content="c", source_id="s")]
-        generated[0].url = None  # type: ignore[assignment]
-        async with layer.uow() as uow:
-            with pytest.raises(InvalidInputError):
-                await repo(uow, CrawledPage).upsert_many(
-                    generated, on=["url", "chunk_number"], returning=True
-                )
+        assert all(s.project_id is None for s in stored)
 
     async def test_many_rows_across_batches(self, layer: DataLayer, sql: Sql) -> None:
         settings = SettingFactory.build_batch(MAX_ROWS + 5)
@@ -515,17 +509,36 @@ class TestUpsertReturning:
         assert stored.id == existing.id and stored.content == page.content
         assert [s.lstrip().split()[0].upper() for s in seen] == ["INSERT", "SELECT"]
 
-    async def test_returning_statements_per_backend(self, layer: DataLayer) -> None:
+    @pytest.mark.parametrize("n", [1, 3])
+    async def test_returning_statements_per_backend(self, layer: DataLayer, n: int) -> None:
+        settings = SettingFactory.build_batch(n)
         async with layer.uow() as uow:
             with statements(layer) as seen:
-                await repo(uow, Setting).upsert_many(
-                    SettingFactory.build_batch(3), on=["key"], returning=True
-                )
+                stored = await repo(uow, Setting).upsert_many(settings, on=["key"], returning=True)
+            assert [s.key for s in stored] == [s.key for s in settings]
+            assert await repo(uow, Setting).upsert_many([], on=["key"], returning=True) == []
+            with pytest.raises(InvalidInputError, match="returning"):
+                await repo(uow, Setting).upsert_many(settings, on=["key"], returning=1)  # type: ignore[call-overload]
         kinds = [s.lstrip().split()[0].upper() for s in seen]
         if layer.dialect_name == "mysql":
             assert kinds == ["INSERT", "SELECT"]
         else:
             assert kinds == ["INSERT"] and "RETURNING" in seen[0].upper()
+
+    @pytest.mark.backends("mariadb")
+    async def test_a_key_mysql_takes_for_another_is_refused_and_undone(
+        self, layer: DataLayer, sql: Sql
+    ) -> None:
+        """MySQL's PAD SPACE collation takes 'K ' for 'K': the stored row has another key."""
+        async with layer.uow() as uow:
+            await repo(uow, Setting).add(SettingFactory.build(key="K", value="old"))
+            await uow.commit()
+        async with layer.uow() as uow:
+            padded = [SettingFactory.build(key="K ", value="new")]
+            with pytest.raises(DataLayerError, match="could not be read back"):
+                await repo(uow, Setting).upsert_many(padded, on=["key"], returning=True)
+            await uow.commit()
+        assert await sql.scalar("SELECT value FROM archon_settings") == "old"
 
     async def test_all_or_nothing(self, layer: DataLayer, sql: Sql) -> None:
         source = await add_source(layer)

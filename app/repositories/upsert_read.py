@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
-from app.errors import DataLayerError, InvalidInputError
+from app.errors import DataLayerError
 from app.repositories.bulk import UpsertPlan, row_of
 from app.repositories.rows import entity_rows
 
@@ -32,23 +32,15 @@ IN_CHUNK = 500  # keys per IN list, far below every driver's parameter limit
 
 
 def lookups(plan: UpsertPlan, items: Sequence[Any]) -> list[tuple[str, tuple[Any, ...]]]:
-    """How each entity's stored row is found: ("on", its on values) or ("pk", (its id,)).
-    InvalidInputError, before any SQL, when neither can find it."""
+    """How each entity's stored row is found: ("on", its on values) or ("pk", (its id,))."""
     columns = plan.columns
     found = []
     for item in items:
         row = row_of(columns, item)
         key = tuple(row.get(c.name) for c in plan.on)
-        if None not in key:
-            found.append(("on", key))
-        elif columns.pk.name in row:
-            found.append(("pk", (row[columns.pk.name],)))
-        else:
-            names = ", ".join(c.name for c in plan.on)
-            raise InvalidInputError(
-                f"returning=True cannot find the row of a {columns.model.__name__} with a NULL "
-                f"in ({names}) and no {columns.pk.name}: give it an id or non-null key values"
-            )
+        # A NULL in the key never conflicts: the row was inserted, with its own id (the tables
+        # whose unique keys take NULLs have ids made by the client).
+        found.append(("on", key) if None not in key else ("pk", (row.get(columns.pk.name),)))
     return found
 
 
