@@ -108,34 +108,29 @@ class TestProjection:
         with pytest.raises(ValueError, match="frozen"):
             rows[0].url = "changed"  # type: ignore[misc]
 
-    @pytest.mark.parametrize(
-        ("model", "fields"),
-        [
-            (CrawledPage, ["id", "url", "chunk_number", "source_id"]),
-            (PageMetadata, ["id", "url", "section_title", "word_count"]),
-            (Project, ["id", "title", "pinned", "github_repo"]),
-        ],
-    )
-    async def test_listing_never_reads_the_large_columns(
-        self, layer: DataLayer, model: type[Any], fields: list[str]
-    ) -> None:
+    async def test_listing_never_reads_the_large_columns(self, layer: DataLayer) -> None:
         source = await add_source(layer)
         async with layer.uow() as uow:
             await save(uow, *PageMetadataFactory.build_batch(2, source=source))
             await save(uow, *ProjectFactory.build_batch(2))
             await uow.commit()
         await add_pages(layer, source, 2)
-        async with layer.uow(read_only=True) as uow:
-            with statements(layer) as seen:
-                listed = await repo(uow, model).list(fields=fields, limit=10)
-                one = await repo(uow, model).get(listed[0].id, fields=fields)
-        assert len(listed) == 2 and one == listed[0]
-        assert len(seen) == 2
-        for statement in seen:
-            assert all(selects(statement, f) for f in fields if f != "id"), statement
-            for large in LARGE[model]:
-                assert not selects(statement, large), (large, statement)
-            assert not re.search(r"embedding_\d", statement), statement
+        for model, fields in (
+            (CrawledPage, ["id", "url", "chunk_number", "source_id"]),
+            (PageMetadata, ["id", "url", "section_title", "word_count"]),
+            (Project, ["id", "title", "pinned", "github_repo"]),
+        ):
+            async with layer.uow(read_only=True) as uow:
+                with statements(layer) as seen:
+                    listed = await repo(uow, model).list(fields=fields, limit=10)
+                    one = await repo(uow, model).get(listed[0].id, fields=fields)
+            assert len(listed) == 2 and one == listed[0]
+            assert len(seen) == 2
+            for statement in seen:
+                assert all(selects(statement, f) for f in fields if f != "id"), statement
+                for large in LARGE[model]:
+                    assert not selects(statement, large), (large, statement)
+                assert not re.search(r"embedding_\d", statement), statement
 
     async def test_fields_take_column_or_attribute_names_and_json(self, layer: DataLayer) -> None:
         source = await add_source(layer, metadata_={"knowledge_type": "technical"})
@@ -189,9 +184,8 @@ class TestProjection:
             assert row is not None and row.title == "changed in this Unit of Work"
             assert seen == []
 
-    @pytest.mark.parametrize(
-        ("fields", "message"),
-        [
+    async def test_bad_fields_are_refused_before_any_sql(self, layer: DataLayer) -> None:
+        cases: list[tuple[Any, str]] = [
             ([], "selects nothing"),
             ("url", "list of column names"),
             (["url", "no_such_field"], "no_such_field"),
@@ -199,17 +193,14 @@ class TestProjection:
             (["metadata", "metadata_"], "'metadata_' twice"),
             ([3], "column names"),
             (["embedding_1536"], "embedding_1536"),
-        ],
-    )
-    async def test_bad_fields_are_refused_before_any_sql(
-        self, layer: DataLayer, fields: Any, message: str
-    ) -> None:
+        ]
         async with layer.uow() as uow:
             with statements(layer) as seen:
-                with pytest.raises(InvalidInputError, match=message):
-                    await repo(uow, CrawledPage).list(fields=fields)
-                with pytest.raises(InvalidInputError, match=message):
-                    await repo(uow, CrawledPage).get(1, fields=fields)
+                for fields, message in cases:
+                    with pytest.raises(InvalidInputError, match=message):
+                        await repo(uow, CrawledPage).list(fields=fields)
+                    with pytest.raises(InvalidInputError, match=message):
+                        await repo(uow, CrawledPage).get(1, fields=fields)
             assert seen == []
 
 
@@ -301,9 +292,8 @@ class TestUpdateWhere:
             await uow.commit()
         assert await sql.scalar(f"SELECT COUNT(*) FROM {PAGES} WHERE embedding_model = 'e5'") == 3
 
-    @pytest.mark.parametrize(
-        ("model", "filters", "values", "message"),
-        [
+    async def test_bad_input_is_refused_before_any_sql(self, layer: DataLayer) -> None:
+        cases: list[tuple[type[Any], Any, Any, str]] = [
             (Source, {"title": "x"}, {"nope": 1}, "nope"),
             (Source, {"nope": "x"}, {"title": "y"}, "nope"),
             (Source, {"title": "x"}, {"source_id": "y"}, "primary key"),
@@ -314,15 +304,12 @@ class TestUpdateWhere:
             (Task, {"title": "x"}, {"updated_at": datetime(2024, 1, 1)}, "updated_at"),
             (CrawledPage, {"url": "x"}, {}, "needs values"),
             (CrawledPage, {"url": "x"}, {"content": None}, "content cannot be set to NULL"),
-        ],
-    )
-    async def test_bad_input_is_refused_before_any_sql(
-        self, layer: DataLayer, model: type[Any], filters: Any, values: Any, message: str
-    ) -> None:
+        ]
         async with layer.uow() as uow:
             with statements(layer) as seen:
-                with pytest.raises(InvalidInputError, match=message):
-                    await repo(uow, model).update_where(filters, values)
+                for model, filters, values, message in cases:
+                    with pytest.raises(InvalidInputError, match=message):
+                        await repo(uow, model).update_where(filters, values)
             assert seen == []
 
     async def test_updated_at_given_is_kept_where_no_trigger_sets_it(
@@ -385,22 +372,18 @@ class TestCountBy:
             counts = await repo(uow, Source).count_by("title")
         assert counts == {"a": 2, "a ": 1, "A": 1, long + "1": 1, long + "2": 2}
 
-    @pytest.mark.parametrize(
-        ("field", "message"),
-        [
+    async def test_bad_field_is_refused_before_any_sql(self, layer: DataLayer) -> None:
+        cases: list[tuple[Any, str]] = [
             ("nope", "nope"),
             ("metadata", "JSON"),
             ("metadata.knowledge_type", "JSON"),
             (["title"], "one column name"),
-        ],
-    )
-    async def test_bad_field_is_refused_before_any_sql(
-        self, layer: DataLayer, field: Any, message: str
-    ) -> None:
+        ]
         async with layer.uow() as uow:
             with statements(layer) as seen:
-                with pytest.raises(InvalidInputError, match=message):
-                    await repo(uow, Source).count_by(field)
+                for field, message in cases:
+                    with pytest.raises(InvalidInputError, match=message):
+                        await repo(uow, Source).count_by(field)
                 with pytest.raises(InvalidInputError, match="nope"):
                     await repo(uow, Source).count_by("title", {"nope": 1})
             assert seen == []
