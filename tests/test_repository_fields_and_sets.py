@@ -350,6 +350,8 @@ class TestCountBy:
             assert len(seen) == 1 and "GROUP BY" in seen[0].upper()
             by_project = await uow.tasks.count_by("project_id")
             assert by_project == {project.id: 5, other.id: 1}
+            assert await uow.projects.count_by("pinned") == {False: 2}
+            assert await uow.tasks.count_by("archived", {"status": "review"}) == {False: 1}
 
     async def test_null_is_one_group_keyed_none(self, layer: DataLayer) -> None:
         source = await add_source(layer)

@@ -69,7 +69,8 @@ class Repository(Protocol[T]):
     no repeats, at least one) and returns ``Projection`` values (``app.repositories.projection``)
     in place of entities: typed fields, frozen, not tracked by the Unit of Work, and reading a
     field that was not selected raises ``AttributeError``. The large columns (``content``,
-    ``full_content``, JSON documents) and the embedding columns are read only when named.
+    ``full_content``, JSON documents) are read only when named; embeddings, which are no entity
+    fields, never (the vector index reads them).
     """
 
     async def add(self, entity: T) -> T:
@@ -227,7 +228,8 @@ class Repository(Protocol[T]):
         unless given, and giving it is refused on the tables whose trigger sets it. ``{}``
         only stamps ``updated_at`` (refused on tables without it). Empty ``filters`` are refused:
         ``update_all`` changes every row. Entities this Unit of Work holds that match (judged
-        as ``delete_where`` judges them) get the values written.
+        as ``delete_where`` judges them) get the values written (``updated_at`` as stamped here;
+        on the tables whose trigger stamps it, the row holds the trigger's time).
         """
         ...
 
@@ -341,7 +343,11 @@ class SqlAlchemyRepository(Generic[T]):
         found = session.identity_map.get((self.model, (key,), None))
         if found is not None and not sa.inspect(found).expired_attributes:
             # as session.get: no SQL for an entity the session holds
-            return found if shape is None else of_entity(shape, found)
+            if shape is None:
+                return found
+            held = of_entity(shape, found)
+            if held is not None:
+                return held
         if shape is not None:
             stmt = self._projected(shape).where(self.columns.pk == key)
             found = await self._fetch_projected(stmt)

@@ -70,6 +70,10 @@ def selected(columns: ModelColumns, fields: Any) -> tuple[str, ...]:
     for name in fields:
         if not isinstance(name, str):
             raise InvalidInputError(f"fields of {table} are column names, got {name!r}")
+        if name.startswith("embedding_") and name not in columns.by_name:
+            raise InvalidInputError(
+                f"{table}.{name} is no entity field: vectors are read through the vector index"
+            )
         attr = columns.attr_of[columns.column(name).name]
         if attr in attrs:
             raise InvalidInputError(f"fields names {name!r} twice ({table}.{attr})")
@@ -98,9 +102,12 @@ def build(cls: type[Projection], rows: Sequence[Sequence[Any]]) -> list[Projecti
     return [cls.model_construct(**dict(zip(names, row, strict=True))) for row in rows]
 
 
-def of_entity(cls: type[Projection], entity: Any) -> Projection:
-    """The projection of an entity this Unit of Work holds (what it would read, without SQL)."""
+def of_entity(cls: type[Projection], entity: Any) -> Projection | None:
+    """The projection of an entity this Unit of Work holds (what it would read, without SQL);
+    ``None`` when the entity lacks one of the fields (then the row is read)."""
     state = entity.__dict__
+    if not all(name in state for name in cls.fields):
+        return None
     return cls.model_construct(**{name: state[name] for name in cls.fields})
 
 
