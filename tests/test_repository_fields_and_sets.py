@@ -370,9 +370,16 @@ class TestCountBy:
         titles = ["a", "a", "a ", "A", long + "1", long + "2", long + "2"]
         for title in titles:
             await add_source(layer, title=title)
+        source = await add_source(layer)
+        urls = ["https://x.dev/a", "https://x.dev/a ", "https://x.dev/a ", "https://x.dev/A"]
         async with layer.uow() as uow:
-            counts = await repo(uow, Source).count_by("title")
-        assert counts == {"a": 2, "a ": 1, "A": 1, long + "1": 1, long + "2": 2}
+            await repo(uow, CrawledPage).add_many(
+                [CrawledPageFactory.build(source=source, url=url) for url in urls]
+            )
+            counts = await repo(uow, Source).count_by("title")  # LONGTEXT on MySQL
+            by_url = await repo(uow, CrawledPage).count_by("url")  # VARCHAR(700) on MySQL
+        assert counts == {"a": 2, "a ": 1, "A": 1, long + "1": 1, long + "2": 2, source.title: 1}
+        assert by_url == {"https://x.dev/a": 1, "https://x.dev/a ": 2, "https://x.dev/A": 1}
 
     async def test_bad_field_is_refused_before_any_sql(self, layer: DataLayer) -> None:
         cases: list[tuple[Any, str]] = [

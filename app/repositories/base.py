@@ -484,7 +484,7 @@ class SqlAlchemyRepository(Generic[T]):
         column = group_column(self.columns, field)
         where = self._where(filters)
         value, key = grouped(column, await self._dialect())
-        stmt = sa.select(value, sa.func.count()).select_from(self.table).group_by(key)
+        stmt = sa.select(value, sa.func.count()).select_from(self.table).group_by(*key)
         if where is not None:
             stmt = stmt.where(where)
         check_usable(self.session)

@@ -2,11 +2,12 @@
 
 PostgreSQL (deterministic collations) and SQLite (BINARY) group text by its exact characters.
 MySQL/MariaDB do not: ``utf8mb4_bin`` is a PAD SPACE collation (``'a'`` and ``'a '`` fall in
-one group) and TEXT is grouped on its first ``max_sort_length`` bytes only (1024 by default),
-so two long values sharing that prefix would be counted as one. There the group key of free
-text is its SHA-256 (exact but for a collision) and the group's value is read with ``MIN``
-(every value of a group is the same text). Other types group exactly everywhere: enums,
-UUIDs, numbers, booleans and timestamps are stored normalized.
+one group) and TEXT is sorted on its first ``max_sort_length`` bytes only (1024 by default),
+so two long values sharing that prefix could be counted as one. There a VARCHAR groups by the
+value and its length (values equal but for trailing spaces differ in length; the index on the
+column still serves the grouping), and TEXT by its SHA-256 (exact but for a collision), the
+group's value read with ``MIN`` (every value of a group is the same text). Other types group
+exactly everywhere: enums, UUIDs, numbers, booleans and timestamps are stored normalized.
 """
 
 from __future__ import annotations
@@ -35,14 +36,17 @@ def group_column(columns: ModelColumns, field: Any) -> sa.Column[Any]:
     return column
 
 
-def grouped(column: sa.Column[Any], dialect: Dialect) -> tuple[ColumnElement[Any], Any]:
-    """(the value to select, the expression to group by) for ``column`` on ``dialect``."""
-    if dialect.name in ("mysql", "mariadb") and _free_text(column):
-        value = sa.type_coerce(sa.func.min(column), column.type)
-        return value, sa.func.sha2(column, 256)
-    return column, column
-
-
-def _free_text(column: sa.Column[Any]) -> bool:
+def grouped(
+    column: sa.Column[Any], dialect: Dialect
+) -> tuple[ColumnElement[Any], list[ColumnElement[Any]]]:
+    """(the value to select, the expressions to group by) for ``column`` on ``dialect``."""
     type_ = column.type
-    return isinstance(type_, sa.String) and not isinstance(type_, sa.Enum)
+    if dialect.name not in ("mysql", "mariadb") or not isinstance(type_, sa.String):
+        return column, [column]
+    if isinstance(type_, sa.Enum):
+        return column, [column]
+    stored = type_.dialect_impl(dialect)
+    if isinstance(stored, sa.String) and not isinstance(stored, sa.Text) and stored.length:
+        return column, [column, sa.func.length(column)]
+    value = sa.type_coerce(sa.func.min(column), type_)
+    return value, [sa.func.sha2(column, 256)]
