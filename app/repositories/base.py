@@ -6,11 +6,12 @@ import builtins
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import cache
-from typing import Any, ClassVar, Generic, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Literal, Protocol, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.domain.base import UPDATED_AT_BY_TRIGGER
@@ -25,7 +26,8 @@ from app.errors import (
 )
 from app.filter_eval import evaluate
 from app.filters import parse_filters
-from app.repositories import bulk, driver, single
+from app.repositories import bulk, driver, single, upsert_read
+from app.repositories.grouping import group_column, grouped
 from app.repositories.paging import (
     Page,
     after_clause,
@@ -34,6 +36,7 @@ from app.repositories.paging import (
     order_clauses,
     order_keys,
 )
+from app.repositories.projection import Projection, build, of_entity, projection_class, selected
 from app.repositories.rows import attach, attach_written, entity_rows
 from app.repositories.sql_filters import compile_filters, compile_node
 from app.repositories.state import FAILED, check_usable, mark_failed, note_changed
@@ -61,6 +64,13 @@ class Repository(Protocol[T]):
     follow SQL's three-valued logic: ``ne`` and ``not_in`` never match NULL or a missing key.
     ``order_by`` is a list of column names, ``"-name"`` for descending; NULLs sort last, and
     the primary key is always the final tie-breaker, so orders are stable.
+
+    ``fields=[...]`` (``get``, ``list``) selects only those columns (column or attribute names,
+    no repeats, at least one) and returns ``Projection`` values (``app.repositories.projection``)
+    in place of entities: typed fields, frozen, not tracked by the Unit of Work, and reading a
+    field that was not selected raises ``AttributeError``. The large columns (``content``,
+    ``full_content``, JSON documents) are read only when named; embeddings, which are no entity
+    fields, never (the vector index reads them).
     """
 
     async def add(self, entity: T) -> T:
@@ -73,8 +83,13 @@ class Repository(Protocol[T]):
         in input order, with generated ids set."""
         ...
 
-    async def get(self, id: Any) -> T | None:
-        """The entity with primary key ``id``, or ``None``."""
+    @overload
+    async def get(self, id: Any, *, fields: None = None) -> T | None: ...
+    @overload
+    async def get(self, id: Any, *, fields: Sequence[str]) -> Projection | None: ...
+    async def get(self, id: Any, *, fields: Sequence[str] | None = None) -> Any:
+        """The entity with primary key ``id`` (with ``fields``, a ``Projection`` of those
+        columns), or ``None``."""
         ...
 
     async def get_or_raise(self, id: Any) -> T:
@@ -85,6 +100,7 @@ class Repository(Protocol[T]):
         """The entities with these primary keys, in the order of ``ids``; missing ones skipped."""
         ...
 
+    @overload
     async def list(
         self,
         filters: Filters | None = None,
@@ -92,8 +108,29 @@ class Repository(Protocol[T]):
         order_by: Sequence[str] | None = None,
         limit: int | None = None,
         offset: int | None = None,
-    ) -> list[T]:
-        """Entities matching ``filters`` in ``order_by`` order (primary key order by default)."""
+        fields: None = None,
+    ) -> builtins.list[T]: ...
+    @overload
+    async def list(
+        self,
+        filters: Filters | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        fields: Sequence[str],
+    ) -> builtins.list[Projection]: ...
+    async def list(
+        self,
+        filters: Filters | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> Any:
+        """Entities matching ``filters`` in ``order_by`` order (primary key order by default);
+        with ``fields``, ``Projection`` values holding only those columns (one SELECT of them)."""
         ...
 
     async def page(
@@ -117,6 +154,16 @@ class Repository(Protocol[T]):
         """How many entities match ``filters``."""
         ...
 
+    async def count_by(self, field: str, filters: Filters | None = None) -> dict[Any, int]:
+        """How many entities matching ``filters`` hold each value of ``field``, in one grouped
+        statement: ``{value: count}`` for the values present (no zero counts, no set order).
+
+        Keys are typed as the entity's field (enum members, UUIDs, ...); rows where the field is
+        NULL are counted under ``None``. Text groups by its exact characters on every backend.
+        InvalidInputError for an unknown field or a JSON column.
+        """
+        ...
+
     async def update(self, id: Any, values: Mapping[str, Any]) -> T:
         """Set ``values`` (by attribute or column name) on the entity ``id``; returns it.
 
@@ -127,9 +174,32 @@ class Repository(Protocol[T]):
         """
         ...
 
+    @overload
     async def upsert_many(
-        self, entities: Iterable[T], *, on: Sequence[str], update: Sequence[str] | None = None
-    ) -> int:
+        self,
+        entities: Iterable[T],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None = None,
+        returning: Literal[False] = False,
+    ) -> int: ...
+    @overload
+    async def upsert_many(
+        self,
+        entities: Iterable[T],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None = None,
+        returning: Literal[True],
+    ) -> builtins.list[T]: ...
+    async def upsert_many(
+        self,
+        entities: Iterable[T],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None = None,
+        returning: bool = False,
+    ) -> Any:
         """Insert ``entities``, or update the rows that already have their ``on`` values.
 
         ``on`` must be the primary key or the columns of a unique constraint (InvalidInputError
@@ -137,8 +207,34 @@ class Repository(Protocol[T]):
         ``on``, the primary key and ``created_at``; empty: keep existing rows as they are).
         One native statement per batch, never a read before the write. When several entities
         share ``on`` values the last one wins. Returns the number of distinct rows written.
-        Entities already loaded in this Unit of Work are not refreshed.
+        Entities this Unit of Work holds for those rows get the ``update`` values written.
+
+        ``returning=True`` returns the stored entities instead, one per input entity in input
+        order (entities sharing ``on`` values get the same one): an existing row's own id, the
+        values it kept, and what the database set (generated ids, trigger-stamped
+        ``updated_at``). They are this Unit of Work's entities, as ``list`` returns them; the
+        entities given are left as they were. PostgreSQL and SQLite return the rows from the
+        upsert itself; MySQL/MariaDB (and rows an empty ``update`` left alone) read them back by
+        their ``on`` values in the same transaction. All or nothing.
         """
+        ...
+
+    async def update_where(self, filters: Filters, values: Mapping[str, Any]) -> int:
+        """Set ``values`` on every entity matching ``filters`` in ONE UPDATE statement; how many
+        rows matched (rows already holding the values count too, on every backend).
+
+        ``values`` are checked as ``update`` checks them (InvalidInputError naming the field,
+        before any SQL): the primary key cannot change, ``updated_at`` is stamped with now
+        unless given, and giving it is refused on the tables whose trigger sets it. ``{}``
+        only stamps ``updated_at`` (refused on tables without it). Empty ``filters`` are refused:
+        ``update_all`` changes every row. Entities this Unit of Work holds that match (judged
+        as ``delete_where`` judges them) get the values written (``updated_at`` as stamped here;
+        on the tables whose trigger stamps it, the row holds the trigger's time).
+        """
+        ...
+
+    async def update_all(self, values: Mapping[str, Any]) -> int:
+        """``update_where`` for every entity of this type; how many."""
         ...
 
     async def delete(self, id: Any) -> bool:
@@ -234,14 +330,28 @@ class SqlAlchemyRepository(Generic[T]):
 
     # -- reads --------------------------------------------------------------------------------
 
-    async def get(self, id: Any) -> T | None:
-        """The entity with primary key ``id``, or ``None``."""
+    @overload
+    async def get(self, id: Any, *, fields: None = None) -> T | None: ...
+    @overload
+    async def get(self, id: Any, *, fields: Sequence[str]) -> Projection | None: ...
+    async def get(self, id: Any, *, fields: Sequence[str] | None = None) -> Any:
+        """The entity with primary key ``id`` (a ``Projection`` with ``fields``), or ``None``."""
+        shape = None if fields is None else self._projection(fields)
         key = self._pk_value(id)
         check_usable(self.session)
         session = self.session
         found = session.identity_map.get((self.model, (key,), None))
         if found is not None and not sa.inspect(found).expired_attributes:
-            return found  # as session.get: no SQL for an entity the session holds
+            # as session.get: no SQL for an entity the session holds
+            if shape is None:
+                return found
+            held = of_entity(shape, found)
+            if held is not None:
+                return held
+        if shape is not None:
+            stmt = self._projected(shape).where(self.columns.pk == key)
+            found = await self._fetch_projected(stmt)
+            return build(shape, found)[0] if found else None
         run = driver.runner(session)
         with translate_errors(f"loading {self._name}"):
             if run is not None:
@@ -273,6 +383,7 @@ class SqlAlchemyRepository(Generic[T]):
                 found.update({getattr(row, attr): row for row in rows})
         return [found[key] for key in keys if key in found]
 
+    @overload
     async def list(
         self,
         filters: Filters | None = None,
@@ -280,11 +391,36 @@ class SqlAlchemyRepository(Generic[T]):
         order_by: Sequence[str] | None = None,
         limit: int | None = None,
         offset: int | None = None,
-    ) -> list[T]:
-        """Entities matching ``filters``, ordered, optionally sliced."""
+        fields: None = None,
+    ) -> builtins.list[T]: ...
+    @overload
+    async def list(
+        self,
+        filters: Filters | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        fields: Sequence[str],
+    ) -> builtins.list[Projection]: ...
+    async def list(
+        self,
+        filters: Filters | None = None,
+        *,
+        order_by: Sequence[str] | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        fields: Sequence[str] | None = None,
+    ) -> Any:
+        """Entities (``Projection`` values with ``fields``) matching ``filters``, ordered,
+        optionally sliced."""
+        shape = None if fields is None else self._projection(fields)
         where, order = self._where(filters), self._order(order_by)
         limit = None if limit is None else _count_arg("limit", limit)
         offset = _count_arg("offset", offset) if offset else None
+        if shape is not None:
+            stmt = _sliced(self._projected(shape), where, order, limit, offset)
+            return build(shape, await self._fetch_projected(stmt))
         run = driver.runner(self.session)
         with translate_errors(f"listing {self._name}"):
             if run is not None:
@@ -294,6 +430,23 @@ class SqlAlchemyRepository(Generic[T]):
                     return self._attach(rows)
             stmt = _sliced(sa.select(self.model), where, order, limit, offset)
             return list(await self.session.scalars(stmt))
+
+    def _projection(self, fields: Sequence[str]) -> type[Projection]:
+        return projection_class(self._entity, selected(self.columns, fields))
+
+    def _projected(self, shape: type[Projection]) -> sa.Select[Any]:
+        """SELECT of exactly the columns of ``shape``: nothing else is read."""
+        return sa.select(*(self.columns.by_name[attr] for attr in shape.fields))
+
+    async def _fetch_projected(self, stmt: sa.Select[Any]) -> Sequence[Sequence[Any]]:
+        check_usable(self.session)
+        run = driver.runner(self.session)
+        with translate_errors(f"listing fields of {self._name}"):
+            if run is not None:
+                rows = await run.fetch(stmt)
+                if rows is not None:
+                    return rows
+            return (await self.session.execute(stmt)).all()
 
     async def page(
         self,
@@ -326,6 +479,19 @@ class SqlAlchemyRepository(Generic[T]):
         with translate_errors(f"counting {self._name}"):
             return int((await self.session.execute(stmt)).scalar_one())
 
+    async def count_by(self, field: str, filters: Filters | None = None) -> dict[Any, int]:
+        """Entities matching ``filters`` per value of ``field``, in one GROUP BY statement."""
+        column = group_column(self.columns, field)
+        where = self._where(filters)
+        value, key = grouped(column, await self._dialect())
+        stmt = sa.select(value, sa.func.count()).select_from(self.table).group_by(*key)
+        if where is not None:
+            stmt = stmt.where(where)
+        check_usable(self.session)
+        with translate_errors(f"counting {self._name} by {field}"):
+            rows = (await self.session.execute(stmt)).all()
+        return {group: int(n) for group, n in rows}
+
     # -- writes -------------------------------------------------------------------------------
 
     async def add(self, entity: T) -> T:
@@ -350,12 +516,7 @@ class SqlAlchemyRepository(Generic[T]):
 
     async def update(self, id: Any, values: Mapping[str, Any]) -> T:
         """Set ``values`` on the entity ``id`` and flush; returns it."""
-        checked = self._validator.values(values)
-        pk_attr = self.columns.attr_of[self.columns.pk.name]
-        if pk_attr in checked:
-            raise InvalidInputError(f"the primary key of {self._name} cannot be updated")
-        if "updated_at" in self.columns.by_name:
-            self._stamp(checked)
+        checked = self._checked_update(values)
         key = self._pk_value(id)
         loaded = self.session.identity_map.get((self.model, (key,), None))
         if loaded is not None or not checked:
@@ -379,6 +540,49 @@ class SqlAlchemyRepository(Generic[T]):
             raise NotFoundError(f"{self._name} {id!r} does not exist")
         note_changed(self.session, self.table.name)
         return entity
+
+    def _checked_update(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``values`` checked for an update, ``updated_at`` stamped where the table has it."""
+        checked = self._validator.values(values)
+        pk_attr = self.columns.attr_of[self.columns.pk.name]
+        if pk_attr in checked:
+            raise InvalidInputError(f"the primary key of {self._name} cannot be updated")
+        if "updated_at" in self.columns.by_name:
+            self._stamp(checked)
+        return checked
+
+    async def update_where(self, filters: Filters, values: Mapping[str, Any]) -> int:
+        """Set ``values`` on the entities matching (non-empty) ``filters``, in one UPDATE;
+        how many rows matched."""
+        checked = self._checked_update(values)
+        node = parse_filters(filters, fields=self.columns.by_name, json_fields=self.columns.json)
+        if node is None:
+            raise InvalidInputError(
+                f"update_where on {self._name} needs filters; use update_all() to update all"
+            )
+        where = compile_node(node, self.columns)
+        return await self._update_where(where, checked, lambda row: evaluate(node, row))
+
+    async def update_all(self, values: Mapping[str, Any]) -> int:
+        """Set ``values`` on every entity of this type, in one UPDATE; how many."""
+        return await self._update_where(sa.true(), self._checked_update(values), lambda row: True)
+
+    async def _update_where(
+        self,
+        where: ColumnElement[bool],
+        checked: dict[str, Any],
+        matches: Callable[[dict[str, Any]], bool],
+    ) -> int:
+        if not checked:
+            raise InvalidInputError(f"update_where on {self._name} needs values to set")
+        stmt = sa.update(self.model).where(where).values(checked)
+        async with self._single("updating"):
+            result = await self.session.execute(stmt.execution_options(synchronize_session=False))
+        note_changed(self.session, self.table.name)
+        for entity in self._held(matches):
+            for attr, value in checked.items():
+                set_committed_value(entity, attr, value)
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     def _stamp(self, checked: dict[str, Any]) -> None:
         """Set updated_at to now, or keep the one given where no trigger would overwrite it."""
@@ -407,19 +611,56 @@ class SqlAlchemyRepository(Generic[T]):
         note_changed(session, self.table.name)
         return entity
 
+    @overload
     async def upsert_many(
-        self, entities: Iterable[T], *, on: Sequence[str], update: Sequence[str] | None = None
-    ) -> int:
-        """Insert or update on ``on``, natively per dialect; the number of rows written."""
+        self,
+        entities: Iterable[T],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None = None,
+        returning: Literal[False] = False,
+    ) -> int: ...
+    @overload
+    async def upsert_many(
+        self,
+        entities: Iterable[T],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None = None,
+        returning: Literal[True],
+    ) -> builtins.list[T]: ...
+    async def upsert_many(
+        self,
+        entities: Iterable[T],
+        *,
+        on: Sequence[str],
+        update: Sequence[str] | None = None,
+        returning: bool = False,
+    ) -> Any:
+        """Insert or update on ``on``, natively per dialect; the number of rows written, or
+        with ``returning`` the stored entities in input order."""
         items = self._validator.many(entities)
         plan = bulk.plan(self.columns, on, update)
+        if not isinstance(returning, bool):
+            raise InvalidInputError(f"returning must be True or False, got {returning!r}")
+        wanted = upsert_read.lookups(plan, items) if returning else None
         if not items:
-            return 0
+            return [] if returning else 0
+        await self._before_upsert(items)
         dialect = await self._dialect()
-        async with self._write("upserting", len(items)):
-            written = await bulk.upsert_all(self.session, dialect, plan, items)
+        rows: builtins.list[Any] = []
+        # returning: the read back is a second statement (the savepoint keeps them one).
+        async with self._write("upserting", len(items) + int(returning)):
+            written = await bulk.upsert_all(
+                self.session, dialect, plan, items, rows if returning else None
+            )
+            if wanted is not None:
+                stored = await upsert_read.stored(self.session, plan, wanted, rows)
         note_changed(self.session, self.table.name)
-        return written
+        return stored if wanted is not None else written
+
+    async def _before_upsert(self, items: builtins.list[T]) -> None:
+        """What an entity's repository must do before its upsert (nothing by default)."""
 
     async def delete(self, id: Any) -> bool:
         """Delete the entity ``id``; whether it existed."""
@@ -452,9 +693,16 @@ class SqlAlchemyRepository(Generic[T]):
         return int(result.rowcount)  # type: ignore[attr-defined]
 
     def _forget(self, matches: Callable[[dict[str, Any]], bool]) -> None:
-        """Take entities of deleted rows out of the session, judged by the reference semantics
-        of the filter (no SELECT, no RETURNING); an entity not fully loaded is left alone."""
+        """Take entities of deleted rows out of the session."""
+        for entity in self._held(matches):
+            self.session.expunge(entity)
+
+    def _held(self, matches: Callable[[dict[str, Any]], bool]) -> builtins.list[Any]:
+        """The session's entities whose rows a statement's filter matched, judged by the
+        reference semantics of the filter (no SELECT, no RETURNING); an entity not fully
+        loaded is left out."""
         names = self.columns.attr_of
+        found = []
         for entity in list(self.session.identity_map.values()):
             if not isinstance(entity, self.model):
                 continue
@@ -464,7 +712,8 @@ class SqlAlchemyRepository(Generic[T]):
             row = {name: state[attr] for name, attr in names.items()}
             row |= {attr: state[attr] for attr in names.values()}
             if matches(row):
-                self.session.expunge(entity)
+                found.append(entity)
+        return found
 
 
 @cache

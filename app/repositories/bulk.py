@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from app.errors import InvalidInputError, UnsupportedFeatureError
 from app.repositories.batching import batches, returns_ids, value_bytes
 from app.repositories.bulk_insert import insert_with_columns
+from app.repositories.rows import entity_rows
 from app.repositories.validation import ModelColumns
 
 _NEVER_UPDATED = frozenset({"created_at"})
@@ -121,20 +122,35 @@ async def insert_all(
 
 
 async def upsert_all(
-    session: AsyncSession, dialect: Dialect, plan: UpsertPlan, items: list[Any]
+    session: AsyncSession,
+    dialect: Dialect,
+    plan: UpsertPlan,
+    items: list[Any],
+    returned: list[Any] | None = None,
 ) -> int:
-    """Upsert ``items`` in batches of one statement each; the number of distinct rows."""
+    """Upsert ``items`` in batches of one statement each; the number of distinct rows.
+
+    Given ``returned`` on a dialect with INSERT ... RETURNING for upserts (PostgreSQL, SQLite),
+    the statements return the entity columns of the rows they inserted or updated (not of those
+    an empty ``update`` left alone), appended to it; elsewhere it stays empty.
+    """
     rows = _last_wins(plan, [row_of(plan.columns, e) for e in items])
+    returning = _returning(dialect, plan) if returned is not None else ()
+    out: list[Any] = [] if returned is None else returned
     groups: dict[frozenset[str], list[dict[str, Any]]] = {}
     for row in rows:  # a multi-row VALUES needs the same columns in every row
         groups.setdefault(frozenset(row), []).append(row)
     row_size = _sized(dialect, dict.values)
     for group in groups.values():
         if len(group) == 1:  # the values as parameters: a statement SQLAlchemy compiles once
-            await session.execute(_statement(dialect, plan, None), group[0])
+            result = await session.execute(_statement(dialect, plan, None, returning), group[0])
+            if returning:
+                out.extend(result.all())
             continue
         for chunk in batches(group, len(group[0]), row_size):
-            await session.execute(_statement(dialect, plan, list(chunk)))
+            result = await session.execute(_statement(dialect, plan, list(chunk), returning))
+            if returning:
+                out.extend(result.all())
     _sync_loaded(session, plan, rows)
     return len(rows)
 
@@ -164,26 +180,49 @@ def _last_wins(plan: UpsertPlan, rows: list[dict[str, Any]]) -> list[dict[str, A
     return list(by_key.values())
 
 
-_ONE_ROW: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
+_ONE_ROW: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], bool], Any] = {}
 
 
-def _statement(dialect: Dialect, plan: UpsertPlan, rows: list[dict[str, Any]] | None) -> Any:
+def _returning(dialect: Dialect, plan: UpsertPlan) -> tuple[Any, ...]:
+    """The entity's columns, where an upsert can return them (not MySQL/MariaDB: no RETURNING
+    with ON DUPLICATE KEY UPDATE)."""
+    if dialect.name in ("mysql", "mariadb") or not dialect.insert_returning:
+        return ()
+    model: Any = plan.columns.model
+    return tuple(entity_rows(model).columns)
+
+
+def _statement(
+    dialect: Dialect,
+    plan: UpsertPlan,
+    rows: list[dict[str, Any]] | None,
+    returning: tuple[Any, ...] = (),
+) -> Any:
     """The upsert of ``rows`` in one multi-row VALUES; with None, of one row given as the
-    execution's parameters (made once per plan, so SQLAlchemy compiles it once per shape)."""
+    execution's parameters (made once per plan, so SQLAlchemy compiles it once per shape).
+    ``returning``: the columns it returns."""
     if rows is None:
         key = (
             dialect.name,
             plan.columns.table.fullname,
             tuple(c.name for c in plan.on),
             tuple(c.name for c in plan.update),
+            bool(returning),
         )
         if key not in _ONE_ROW:
-            _ONE_ROW[key] = _upsert(dialect, plan, lambda insert: insert)
+            _ONE_ROW[key] = _upsert(dialect, plan, lambda insert: insert, returning)
         return _ONE_ROW[key]
-    return _upsert(dialect, plan, lambda insert: insert.values(rows))
+    return _upsert(dialect, plan, lambda insert: insert.values(rows), returning)
 
 
-def _upsert(dialect: Dialect, plan: UpsertPlan, values: Callable[[Any], Any]) -> Any:
+def _upsert(
+    dialect: Dialect, plan: UpsertPlan, values: Callable[[Any], Any], returning: tuple[Any, ...]
+) -> Any:
+    stmt = _native_upsert(dialect, plan, values)
+    return stmt.returning(*returning) if returning else stmt
+
+
+def _native_upsert(dialect: Dialect, plan: UpsertPlan, values: Callable[[Any], Any]) -> Any:
     table = plan.columns.table
     if dialect.name in ("mysql", "mariadb"):
         my = values(mysql.insert(table))

@@ -50,15 +50,10 @@ class SqlAlchemyTaskRepository(SqlAlchemyRepository[Task]):
             await self._lock_projects([t.project_id for t in items])
         return await super().add_many(items)
 
-    async def upsert_many(
-        self, entities: Iterable[Task], *, on: Sequence[str], update: Sequence[str] | None = None
-    ) -> int:
-        """Insert or update on ``on``, their projects locked first where that matters."""
-        items = list(entities)
+    async def _before_upsert(self, items: builtins.list[Task]) -> None:
+        """Lock the projects of the tasks to upsert first, where that matters."""
         if project_locks_first(self.session):
-            self._validator.many(items)
             await self._lock_projects([t.project_id for t in items])
-        return await super().upsert_many(items, on=on, update=update)
 
     async def update(self, id: Any, values: Mapping[str, Any]) -> Task:
         """Set ``values`` on the task ``id``; its old and new projects are locked first."""
@@ -74,6 +69,16 @@ class SqlAlchemyTaskRepository(SqlAlchemyRepository[Task]):
         if project_locks_first(self.session):
             await self._lock_projects_of(where)
         return await super()._delete(where, matches)
+
+    async def _update_where(
+        self,
+        where: sa.ColumnElement[bool],
+        checked: dict[str, Any],
+        matches: Callable[[dict[str, Any]], bool],
+    ) -> int:
+        if project_locks_first(self.session) and checked:
+            await self._lock_projects_of(where, also=[checked.get("project_id")])
+        return await super()._update_where(where, checked, matches)
 
     async def _lock_projects_of(
         self, where: sa.ColumnElement[bool], *, also: Sequence[uuid.UUID | None] = ()
