@@ -24,7 +24,12 @@ from tests.support import backends as servers
 
 pytestmark = pytest.mark.backends("pgvector", "postgres")
 
-KNOWLEDGE = ("archon_sources", "archon_crawled_pages", "archon_code_examples", "archon_page_metadata")
+KNOWLEDGE = (
+    "archon_sources",
+    "archon_crawled_pages",
+    "archon_code_examples",
+    "archon_page_metadata",
+)
 # What Archon keeps from anon, and the layer's own tables.
 PRIVATE = (
     "archon_settings",
