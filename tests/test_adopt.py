@@ -316,3 +316,33 @@ async def test_upgrade_004_keeps_the_column_when_vectors_of_another_length_remai
         )
         == 3
     )
+
+
+async def test_the_setup_revision_keeps_an_adopted_databases_own_policies(
+    archon: AsyncEngine,
+) -> None:
+    """Revision 0005 adds Archon's policies and indexes where missing; its downgrade removes
+    only what it added, so Archon's own survive it."""
+
+    async def state() -> tuple[list[str], int, bool]:
+        policies = await fetch_all(
+            archon, "SELECT policyname FROM pg_policies WHERE tablename = 'archon_sources'"
+        )
+        indexes = await fetch_scalar(
+            archon, "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_archon_page_%'"
+        )
+        rls = await fetch_scalar(
+            archon, "SELECT relrowsecurity FROM pg_class WHERE relname = 'archon_tasks'"
+        )
+        return sorted(row.policyname for row in policies), int(indexes), bool(rls)
+
+    before = await state()
+    await migrations.adopt(archon, apply=True)
+    await migrations.upgrade(archon, "head")
+    at_head = await state()
+    await migrations.downgrade(archon, "0004_rows_of_record")
+
+    assert before == (["public read"], 5, True)
+    assert at_head == (["Allow public read access to archon_sources", "public read"], 5, True)
+    assert await state() == before
+    assert await fetch_scalar(archon, "SELECT to_regprocedure('auth.role()') IS NOT NULL")

@@ -181,19 +181,21 @@ async def test_the_service_role_has_full_access(seeded: AsyncEngine) -> None:
     assert rows == [1]
 
 
-async def test_the_page_metadata_indexes_of_archon_upgrade_011(seeded: AsyncEngine) -> None:
-    rows = await fetch_all(
-        seeded,
-        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'archon_page_metadata'",
-    )
-    found = {row.indexname: row.indexdef.split(" USING ")[1] for row in rows}
+@pytest.mark.backends("sqlite", "mariadb", "postgres", "pgvector")
+async def test_the_page_metadata_indexes_of_archon_upgrade_011(layer: DataLayer) -> None:
+    async with layer.engine.connect() as conn:
+        indexes = await conn.run_sync(
+            lambda sync: sa.inspect(sync).get_indexes("archon_page_metadata")
+        )
+    found = {index["name"]: index["column_names"] for index in indexes}
 
-    assert found["idx_archon_page_metadata_url"] == "btree (url)"
-    assert found["idx_archon_page_metadata_created_at"] == "btree (created_at)"
-    assert (
-        found["idx_archon_page_metadata_section"]
-        == "btree (source_id, section_title, section_order)"
-    )
+    assert found["idx_archon_page_metadata_url"] == ["url"]
+    assert found["idx_archon_page_metadata_created_at"] == ["created_at"]
+    assert found["idx_archon_page_metadata_section"] == [
+        "source_id",
+        "section_title",
+        "section_order",
+    ]
 
 
 # -------------------------------------------------------------------------------- downgrade
