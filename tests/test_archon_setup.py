@@ -271,3 +271,12 @@ async def test_downgrade_undoes_the_setup_and_upgrade_redoes_it(
         "fused": [True] if backend.has_pgvector else [],
     }
     assert await _setup_state(fresh) == at_head
+
+
+@pytest.mark.backends("sqlite")
+def test_an_unknown_policy_kind_is_refused_before_any_sql(backend: Backend) -> None:
+    from app.errors import InvalidInputError
+    from app.migrations.rls import enable_archon_rls
+
+    with pytest.raises(InvalidInputError, match="policy_kind must be one of private, "):
+        enable_archon_rls("archon_agent_work_orders", "public")

@@ -28,6 +28,7 @@ Every function here emits DDL through ``alembic.op`` and does nothing on other d
 from __future__ import annotations
 
 from alembic import op
+from app.errors import InvalidInputError
 
 MARK = "archon-db: Supabase stand-in"
 ROLES = ("anon", "authenticated", "service_role")
@@ -167,7 +168,9 @@ def enable_archon_rls(table: str, policy_kind: str) -> None:
     policies. Call :func:`ensure_supabase_roles` first; undo with :func:`disable_archon_rls`.
     """
     if policy_kind not in POLICY_KINDS:
-        raise ValueError(f"policy_kind must be one of {sorted(POLICY_KINDS)}, not {policy_kind!r}")
+        raise InvalidInputError(
+            f"policy_kind must be one of {', '.join(POLICY_KINDS)}, not {policy_kind!r}"
+        )
     if not _postgresql():
         return
     op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
