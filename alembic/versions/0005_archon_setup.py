@@ -71,11 +71,24 @@ HELPERS = {
 
 def upgrade() -> None:
     _create_page_indexes()
-    if op.get_context().dialect.name != "postgresql":
-        return
+    # The row-level security helpers do nothing on the other dialects.
     rls.ensure_supabase_roles()
     for table, kind in {**RLS_KINDS, _version_table(): "private"}.items():
         rls.enable_archon_rls(table, kind)
+    if op.get_context().dialect.name == "postgresql":
+        _create_functions()
+
+
+def downgrade() -> None:
+    if op.get_context().dialect.name == "postgresql":
+        _drop_functions()
+    for table in [*RLS_KINDS, _version_table()]:
+        rls.disable_archon_rls(table)
+    rls.remove_supabase_roles()
+    _drop_page_indexes()
+
+
+def _create_functions() -> None:
     search = _revision_0002()
     pgvector = search._pgvector()
     schema = f'"{pgvector[0]}"' if pgvector else ""
@@ -90,21 +103,16 @@ def upgrade() -> None:
         op.execute(f"COMMENT ON FUNCTION {name}({signature.format(schema=schema)}) IS '{MARK}'")
 
 
-def downgrade() -> None:
-    if op.get_context().dialect.name == "postgresql":
-        search = _revision_0002()
-        pgvector = search._pgvector()
-        schema = f'"{pgvector[0]}"' if pgvector else ""
-        for name, signature in HELPERS.items():
-            arguments = signature.format(schema=schema)
-            if (pgvector or "vector" not in signature) and _marked_function(name, arguments):
-                op.execute(f"DROP FUNCTION {name}({arguments})")
-        if pgvector:
-            search._create_functions(pgvector)
-        for table in [*RLS_KINDS, _version_table()]:
-            rls.disable_archon_rls(table)
-        rls.remove_supabase_roles()
-    _drop_page_indexes()
+def _drop_functions() -> None:
+    search = _revision_0002()
+    pgvector = search._pgvector()
+    schema = f'"{pgvector[0]}"' if pgvector else ""
+    for name, signature in HELPERS.items():
+        arguments = signature.format(schema=schema)
+        if (pgvector or "vector" not in signature) and _marked_function(name, arguments):
+            op.execute(f"DROP FUNCTION {name}({arguments})")
+    if pgvector:
+        search._create_functions(pgvector)  # 0002's fused hybrid functions again
 
 
 # -- archon_page_metadata indexes --------------------------------------------------------------
