@@ -280,3 +280,36 @@ def test_an_unknown_policy_kind_is_refused_before_any_sql(backend: Backend) -> N
 
     with pytest.raises(InvalidInputError, match="policy_kind must be one of private, "):
         enable_archon_rls("archon_agent_work_orders", "public")
+
+
+@pytest.mark.backends("pgvector")
+async def test_a_service_role_without_bypassrls_gets_a_full_access_policy(
+    fresh: AsyncEngine, pgvector_backend: Backend
+) -> None:
+    """As when a non-superuser created the roles: the service role still has full access."""
+    await execute(
+        fresh,
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') "
+        "THEN CREATE ROLE service_role NOLOGIN; COMMENT ON ROLE service_role IS "
+        "'archon-db: Supabase stand-in'; END IF; END $$",
+    )
+    await execute(fresh, "ALTER ROLE service_role NOBYPASSRLS")
+    try:
+        await migrations.upgrade(fresh, "head")
+        policies = await fetch_scalar(
+            fresh, "SELECT count(*) FROM pg_policies WHERE 'service_role' = ANY (roles)"
+        )
+        version = await as_role(fresh, "service_role", "SELECT count(*) FROM alembic_version")
+        insert = "INSERT INTO archon_sources (source_id) VALUES ('s1')"
+        inserted = await as_role(fresh, "service_role", insert)
+        await migrations.downgrade(fresh, "0004_rows_of_record")
+        left = await fetch_scalar(fresh, "SELECT count(*) FROM pg_policies")
+    finally:
+        # The downgrade dropped the role if no other database of the server is granted to it.
+        await execute(
+            fresh,
+            "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') "
+            "THEN ALTER ROLE service_role BYPASSRLS; END IF; END $$",
+        )
+
+    assert policies == 15 and version == [1] and inserted == 1 and left == 0

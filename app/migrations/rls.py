@@ -18,9 +18,10 @@ on every table with these policies (names as Archon spells them):
 
 On a plain PostgreSQL server the migration creates what Supabase provides when it is missing:
 NOLOGIN roles ``anon``, ``authenticated`` and ``service_role`` (the last with BYPASSRLS, as on
-Supabase) and ``auth.role()`` reading the request's JWT claims as Supabase's does; each object it
-creates carries the comment :data:`MARK`, so the downgrade removes exactly those. The table owner,
-the layer's own connection, bypasses row-level security (it is never FORCEd).
+Supabase, when the migrating user is a superuser; otherwise a full-access policy stands in) and
+``auth.role()`` reading the request's JWT claims as Supabase's does; each object it creates
+carries the comment :data:`MARK`, so the downgrade removes exactly those. The table owner, the
+layer's own connection, bypasses row-level security (it is never FORCEd).
 
 Every function here emits DDL through ``alembic.op`` and does nothing on other dialects.
 """
@@ -33,6 +34,7 @@ from app.errors import InvalidInputError
 MARK = "archon-db: Supabase stand-in"
 ROLES = ("anon", "authenticated", "service_role")
 _SERVICE = "service"
+_SERVICE_ROLE = "service_role"  # only where service_role cannot bypass row-level security
 _AUTH_ALL = "authenticated_all"
 _AUTH_READ = "authenticated_read"
 _PUBLIC_READ = "public_read"
@@ -71,6 +73,7 @@ def _policy_name(table: str, policy: str) -> str:
     suffix = "" if table in _SHORT_NAMES else f" to {table}"
     names = {
         _SERVICE: "Allow service role full access",
+        _SERVICE_ROLE: "Allow the service_role role full access",
         _AUTH_ALL: "Allow authenticated users to read and update",
         _AUTH_READ: "Allow authenticated users to read",
         _PUBLIC_READ: "Allow public read access",
@@ -82,6 +85,7 @@ def _policy_name(table: str, policy: str) -> str:
 def _policy_sql(table: str, policy: str, name: str) -> str:
     body = {
         _SERVICE: "FOR ALL USING (auth.role() = 'service_role')",
+        _SERVICE_ROLE: "FOR ALL TO service_role USING (true) WITH CHECK (true)",
         _AUTH_ALL: "FOR ALL TO authenticated USING (true)",
         _AUTH_READ: "FOR SELECT TO authenticated USING (true)",
         _PUBLIC_READ: "FOR SELECT TO public USING (true)",
@@ -163,7 +167,8 @@ def enable_archon_rls(table: str, policy_kind: str) -> None:
 
     Policies already present under Archon's names are left as they are (a database set up by
     Archon's scripts keeps its own); the ones created here carry :data:`MARK`. A policy for a
-    role the server lacks is skipped (nothing is granted to a missing role). Where the Supabase
+    role the server lacks is skipped (nothing is granted to a missing role); a ``service_role``
+    without BYPASSRLS gets a full-access policy of its own. Where the Supabase
     roles are stand-ins, they get Supabase's default table grants, so that denials come from the
     policies. Call :func:`ensure_supabase_roles` first; undo with :func:`disable_archon_rls`.
     """
@@ -175,7 +180,11 @@ def enable_archon_rls(table: str, policy_kind: str) -> None:
         return
     op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
     has_auth = bool(query_scalar("SELECT to_regprocedure('auth.role()') IS NOT NULL"))
-    for policy in POLICY_KINDS[policy_kind]:
+    policies = POLICY_KINDS[policy_kind]
+    if query_scalar("SELECT NOT rolbypassrls FROM pg_roles WHERE rolname = 'service_role'"):
+        # Created by a user who could not grant BYPASSRLS: a policy gives what Supabase's has.
+        policies = (*policies, _SERVICE_ROLE)
+    for policy in policies:
         if policy == _SERVICE and not has_auth:
             continue
         if policy in (_AUTH_ALL, _AUTH_READ) and not _role_exists("authenticated"):
