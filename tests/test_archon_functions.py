@@ -166,6 +166,20 @@ async def test_the_functions_have_archons_signatures(pg_layer: DataLayer) -> Non
     assert found == SIGNATURES
     configs = {row.proname: row.proconfig or [] for row in rows if row.proname.endswith("_multi")}
     assert all("hnsw.iterative_scan=relaxed_order" in config for config in configs.values())
+    helpers = await fetch_all(
+        pg_layer.engine,
+        "SELECT proname, pg_get_function_arguments(oid) AS args, "
+        "pg_get_function_result(oid) AS result FROM pg_proc WHERE proname IN "
+        "('detect_embedding_dimension', 'get_embedding_column_name', 'archive_task')",
+    )
+    assert {row.proname: (row.args, row.result) for row in helpers} == {
+        "detect_embedding_dimension": ("embedding_vector vector", "integer"),
+        "get_embedding_column_name": ("dimension integer", "text"),
+        "archive_task": (
+            "task_id_param uuid, archived_by_param text DEFAULT 'system'::text",
+            "boolean",
+        ),
+    }
 
 
 @pytest.mark.parametrize(
