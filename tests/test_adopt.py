@@ -22,7 +22,7 @@ from app.config import Settings
 from app.engines import create_engine_for
 from app.errors import UnsupportedFeatureError
 from app.migrations import Severity
-from tests.support import Backend, fetch_scalar
+from tests.support import Backend, fetch_all, fetch_scalar
 from tests.support import backends as servers
 from tests.support.backends import asyncpg_connect_args
 
@@ -238,11 +238,23 @@ async def test_the_oldest_generation_is_refused_with_the_upgrades_it_lacks(
 
     assert not report.stamped
     blockers = {f.subject: f.message for f in report.blockers}
-    assert "001_add_source_url_display_name" in blockers["archon_sources.source_url"]
-    assert "011_add_page_metadata_table" in blockers["archon_page_metadata"]
-    assert "archon_tasks.priority" in blockers
-    assert "enum type task_priority" in blockers
-    assert "archon_migrations" in blockers
+    # The hints name Archon's upgrade files as Archon's repository names them.
+    upgrades = {
+        "archon_sources.source_url": "001_add_source_url_display_name.sql",
+        "archon_page_metadata": "011_add_page_metadata_table.sql",
+        "archon_crawled_pages.page_id": "011_add_page_metadata_table.sql",
+        "archon_tasks.priority": "007_add_priority_column_to_tasks.sql",
+        "enum type task_priority": "007_add_priority_column_to_tasks.sql",
+        "archon_migrations": "008_add_migration_tracking.sql",
+    }
+    for subject, upgrade in upgrades.items():
+        assert f"Archon's migration/0.1.0/{upgrade}" in blockers[subject], blockers[subject]
+    warnings = {f.subject: f.message for f in report.warnings}
+    assert (
+        "migration/0.1.0/004_ollama_migrate_data.sql" in warnings["archon_crawled_pages.embedding"]
+    )
+    on_delete = next(m for s, m in warnings.items() if s.endswith("-> archon_sources"))
+    assert "migration/0.1.0/009_add_cascade_delete_constraints.sql" in on_delete
 
 
 async def test_a_database_built_by_the_baseline_needs_nothing(
@@ -295,3 +307,120 @@ async def test_cli_adopt_prints_the_differences_and_its_verdict(
 async def run_script_on(engine: AsyncEngine, script: str) -> None:
     url = engine.url.render_as_string(hide_password=False)
     await run_script(url, script)
+
+
+LEGACY_ROWS = """
+INSERT INTO archon_crawled_pages (url, chunk_number, content, source_id, embedding, embedding_model)
+SELECT 'https://docs.example.com/' || i, 0, 'page ' || i, 'a1b2c3d4e5f60718',
+       array_fill(i::real, ARRAY[1536])::vector,
+       CASE WHEN i = 1 THEN 'my-model' END
+FROM generate_series(1, 3) AS i;
+INSERT INTO archon_crawled_pages (url, chunk_number, content, source_id)
+VALUES ('https://docs.example.com/none', 0, 'no vector', 'a1b2c3d4e5f60718');
+"""
+
+
+async def test_adopt_apply_performs_archons_upgrade_004(archon: AsyncEngine) -> None:
+    await run_script_on(archon, BETA + LEGACY_ROWS)
+
+    report = await migrations.adopt(archon, apply=True)
+
+    assert report.stamped, report.lines()
+    moved = next(
+        f
+        for f in report.findings
+        if f.subject == "archon_crawled_pages.embedding" and f.severity is Severity.NOTE
+    )
+    assert "moved 3 vector(s)" in moved.message
+    assert "migration/0.1.0/004_ollama_migrate_data.sql" in moved.message
+    rows = await fetch_all(
+        archon,
+        "SELECT url, vector_dims(embedding_1536) AS dims, (embedding_1536::real[])[1] AS first, "
+        "embedding_dimension, embedding_model FROM archon_crawled_pages ORDER BY url",
+    )
+    assert [tuple(row) for row in rows] == [
+        ("https://docs.example.com/1", 1536, 1.0, 1536, "my-model"),
+        ("https://docs.example.com/2", 1536, 2.0, 1536, "text-embedding-3-small"),
+        ("https://docs.example.com/3", 1536, 3.0, 1536, "text-embedding-3-small"),
+        ("https://docs.example.com/none", None, None, None, None),
+    ]
+    assert (
+        await fetch_scalar(
+            archon,
+            "SELECT count(*) FROM information_schema.columns "
+            "WHERE table_name = 'archon_crawled_pages' AND column_name = 'embedding'",
+        )
+        == 0
+    )
+    assert (
+        await fetch_scalar(
+            archon,
+            "SELECT count(*) FROM archon_migrations "
+            "WHERE migration_name = '004_ollama_migrate_data'",
+        )
+        == 1
+    )
+    await migrations.upgrade(archon, "head")
+    assert await migrations.current(archon) == migrations.head()
+
+
+async def test_upgrade_004_keeps_the_column_when_vectors_of_another_length_remain(
+    archon: AsyncEngine,
+) -> None:
+    await run_script_on(
+        archon,
+        BETA + LEGACY_ROWS + "ALTER TABLE archon_crawled_pages ALTER COLUMN embedding TYPE vector;"
+        "INSERT INTO archon_crawled_pages (url, chunk_number, content, source_id, embedding) "
+        "VALUES ('https://docs.example.com/short', 0, 's', 'a1b2c3d4e5f60718', '[1,2,3]');",
+    )
+
+    report = await migrations.adopt(archon, apply=True)
+
+    kept = next(
+        f
+        for f in report.warnings
+        if f.subject == "archon_crawled_pages.embedding" and "kept" in f.message
+    )
+    assert "moved 3 vector(s)" in kept.message and "1 row(s)" in kept.message
+    assert (
+        await fetch_scalar(
+            archon, "SELECT count(*) FROM archon_crawled_pages WHERE embedding IS NOT NULL"
+        )
+        == 4
+    )
+    assert (
+        await fetch_scalar(
+            archon, "SELECT count(*) FROM archon_crawled_pages WHERE embedding_1536 IS NOT NULL"
+        )
+        == 3
+    )
+
+
+async def test_the_setup_revision_keeps_an_adopted_databases_own_policies(
+    archon: AsyncEngine,
+) -> None:
+    """Revision 0005 adds Archon's policies and indexes where missing; its downgrade removes
+    only what it added, so Archon's own survive it."""
+
+    async def state() -> tuple[list[str], int, bool]:
+        policies = await fetch_all(
+            archon, "SELECT policyname FROM pg_policies WHERE tablename = 'archon_sources'"
+        )
+        indexes = await fetch_scalar(
+            archon, "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_archon_page_%'"
+        )
+        rls = await fetch_scalar(
+            archon, "SELECT relrowsecurity FROM pg_class WHERE relname = 'archon_tasks'"
+        )
+        return sorted(row.policyname for row in policies), int(indexes), bool(rls)
+
+    before = await state()
+    await migrations.adopt(archon, apply=True)
+    await migrations.upgrade(archon, "head")
+    at_head = await state()
+    await migrations.downgrade(archon, "0004_rows_of_record")
+
+    assert before == (["public read"], 5, True)
+    assert at_head == (["Allow public read access to archon_sources", "public read"], 5, True)
+    assert await state() == before
+    assert await fetch_scalar(archon, "SELECT to_regprocedure('auth.role()') IS NOT NULL")

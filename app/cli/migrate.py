@@ -129,7 +129,12 @@ def _print_report(where: str, report: AdoptReport) -> None:
 @app.command()
 def adopt(
     apply: Annotated[
-        bool, typer.Option("--apply", help="Stamp the baseline revision if nothing blocks it.")
+        bool,
+        typer.Option(
+            "--apply",
+            help="If nothing blocks it: perform Archon's upgrade 004 where pending "
+            "(beta embedding column to embedding_1536), then stamp the baseline revision.",
+        ),
     ] = False,
     url: Url = None,
 ) -> None:

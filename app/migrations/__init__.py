@@ -35,6 +35,7 @@ from app.errors import (
 from app.migrations.adopt import inspect_archon_schema
 from app.migrations.autogen import include_name, include_object
 from app.migrations.describe import describe_diffs
+from app.migrations.legacy_embedding import move_legacy_embeddings
 from app.migrations.report import AdoptReport, Finding, Severity
 
 BASELINE_REVISION = "0001_archon_baseline"
@@ -121,8 +122,10 @@ async def adopt(engine: AsyncEngine, *, apply: bool) -> AdoptReport:
     ``embedding`` column, check constraints, extra enum labels. Notes: constraint names, indexes,
     extra columns, Archon's SQL functions. Details in ``app.migrations.adopt``.
 
-    With ``apply=True`` the baseline revision is stamped only when there is no blocker and the
-    database has no Alembic revision yet; nothing else is ever changed. PostgreSQL only.
+    With ``apply=True``, when there is no blocker and the database has no Alembic revision yet,
+    Archon's upgrade 004 is performed where it is pending (the beta ``embedding`` column's vectors
+    move to ``embedding_1536``, ``app.migrations.legacy_embedding``) and the baseline revision is
+    stamped; nothing else is ever changed. PostgreSQL only.
     """
     if engine.dialect.name != "postgresql":
         raise UnsupportedFeatureError(
@@ -142,6 +145,7 @@ async def adopt(engine: AsyncEngine, *, apply: bool) -> AdoptReport:
                 )
             )
         elif apply and report.adoptable:
+            report.findings += move_legacy_embeddings(connection)
             command.stamp(_config(connection), BASELINE_REVISION)
             report.stamped = True
         return report

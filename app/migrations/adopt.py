@@ -41,16 +41,19 @@ ARCHON_FUNCTIONS = (
     "hybrid_search_archon_code_examples_multi",
     "update_updated_at_column",
 )
-# Where the pieces older Archon generations lack come from (Archon's migration/0.1.0 scripts).
+# Where the pieces older Archon generations lack come from: Archon's upgrade files, as named.
+UPGRADES = "migration/0.1.0/"
+_ADDED_BY = "added by Archon's " + UPGRADES
 _HINTS = {
-    "archon_sources.source_url": "added by Archon upgrade 001_add_source_url_display_name",
-    "archon_sources.source_display_name": "added by Archon upgrade 001_add_source_url_display_name",
-    "archon_tasks.priority": "added by Archon's add_priority_column_to_tasks upgrade",
-    "archon_migrations": "added by Archon upgrade 005_add_migration_tracking",
-    "archon_page_metadata": "added by Archon upgrade 011_add_page_metadata_table",
-    "archon_crawled_pages.page_id": "added by Archon upgrade 011_add_page_metadata_table",
+    "archon_sources.source_url": _ADDED_BY + "001_add_source_url_display_name.sql",
+    "archon_sources.source_display_name": _ADDED_BY + "001_add_source_url_display_name.sql",
+    "archon_tasks.priority": _ADDED_BY + "007_add_priority_column_to_tasks.sql",
+    "enum type task_priority": _ADDED_BY + "007_add_priority_column_to_tasks.sql",
+    "archon_migrations": _ADDED_BY + "008_add_migration_tracking.sql",
+    "archon_page_metadata": _ADDED_BY + "011_add_page_metadata_table.sql",
+    "archon_crawled_pages.page_id": _ADDED_BY + "011_add_page_metadata_table.sql",
     **{
-        f"{table}.{column}": "added by Archon upgrade 003_ollama_implementation"
+        f"{table}.{column}": _ADDED_BY + "003_ollama_add_columns.sql"
         for table in CHUNK_TABLES
         for column in ("llm_chat_model", "embedding_model", "embedding_dimension")
     },
@@ -205,7 +208,8 @@ def _compare_foreign_keys(table: sa.Table, live: LiveTable) -> list[Finding]:
         if found.on_delete != expected:
             message = (
                 f"ON DELETE {found.on_delete}, the models expect {expected} "
-                "(tolerated: the layer deletes dependent rows itself)"
+                "(tolerated: the layer deletes dependent rows itself; Archon's "
+                f"{UPGRADES}009_add_cascade_delete_constraints.sql adds the CASCADE)"
             )
             findings.append(Finding(Severity.WARNING, subject, message))
         if found.name != fk.name:
@@ -283,7 +287,8 @@ def _embedding_columns(table: LiveTable, pgvector: bool) -> list[Finding]:
         if column is None:
             message = (
                 "missing (tolerated: the vector index adds it when a vector of that length is "
-                f"first stored, or run `archon-db vectors add-dimension {dim}`)"
+                f"first stored, or run `archon-db vectors add-dimension {dim}`; Archon's "
+                f"{UPGRADES}003_ollama_add_columns.sql adds the five)"
             )
             findings.append(Finding(Severity.WARNING, subject, message))
         elif column.type not in (f"vector({dim})", "bytea"):
@@ -294,8 +299,9 @@ def _embedding_columns(table: LiveTable, pgvector: bool) -> list[Finding]:
     legacy = table.columns.get("embedding")
     if legacy is not None:
         message = (
-            f"beta column ({legacy.type}) is not read by the layer; copy its vectors with "
-            f"UPDATE {table.name} SET embedding_1536 = embedding WHERE embedding IS NOT NULL"
+            f"beta column ({legacy.type}) is not read by the layer: Archon's "
+            f"{UPGRADES}004_ollama_migrate_data.sql is pending (it moves the vectors to "
+            "embedding_1536); `archon-db migrate adopt --apply` performs it"
         )
         findings.append(Finding(Severity.WARNING, f"{table.name}.embedding", message))
     return findings
@@ -307,7 +313,7 @@ def _search_vector(table: LiveTable) -> list[Finding]:
     if column is None:
         message = (
             "missing: PostgreSQL keyword and hybrid search need it "
-            "(added by Archon upgrade 002_add_hybrid_search_tsvector)"
+            f"(added by Archon's {UPGRADES}002_add_hybrid_search_tsvector.sql)"
         )
         return [Finding(Severity.WARNING, subject, message)]
     if column.type != "tsvector" or not column.generated:

@@ -14,7 +14,12 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN CREATE ROLE anon NOLOGIN; END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN; END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN CREATE ROLE service_role NOLOGIN BYPASSRLS; END IF;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
 END $$;
+-- Marked as the migrations mark the stand-ins they create (the roles are the whole server's).
+COMMENT ON ROLE anon IS 'archon-db: Supabase stand-in';
+COMMENT ON ROLE authenticated IS 'archon-db: Supabase stand-in';
+COMMENT ON ROLE service_role IS 'archon-db: Supabase stand-in';
 
 -- Settings and the shared updated_at trigger ------------------------------------------------
 
