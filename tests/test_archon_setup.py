@@ -39,6 +39,9 @@ PRIVATE = (
     "archon_document_versions",
     "archon_prompts",
     "archon_migrations",
+    "archon_configured_repositories",
+    "archon_agent_work_orders",
+    "archon_agent_work_order_steps",
     "archon_vector_outbox",
     "archon_vector_versions",
     "archon_database_identity",
@@ -71,6 +74,12 @@ INSERT INTO archon_prompts (prompt_name, prompt) VALUES ('p', 'text');
 INSERT INTO archon_migrations (version, migration_name) VALUES ('0.1.0', 'x');
 INSERT INTO archon_vector_outbox (batch, collection, record_id, op, created_at, updated_at)
     VALUES ('b', 'crawled_pages', '1', 'upsert', now(), now());
+INSERT INTO archon_configured_repositories (repository_url)
+    VALUES ('https://github.com/acme/api');
+INSERT INTO archon_agent_work_orders (agent_work_order_id, repository_url, sandbox_identifier,
+    status) VALUES ('wo-1', 'https://github.com/acme/api', 'sb-1', 'pending');
+INSERT INTO archon_agent_work_order_steps (agent_work_order_id, step, agent_name, success,
+    duration_seconds, executed_at, step_order) VALUES ('wo-1', 'plan', 'a', true, 1.0, now(), 0);
 """
 
 
@@ -312,4 +321,5 @@ async def test_a_service_role_without_bypassrls_gets_a_full_access_policy(
             "THEN ALTER ROLE service_role BYPASSRLS; END IF; END $$",
         )
 
-    assert policies == 15 and version == [1] and inserted == 1 and left == 0
+    # 15 on the tables of 0005, 3 on the work order tables of 0006.
+    assert policies == 18 and version == [1] and inserted == 1 and left == 0

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from alembic import context, op
 from app.archon_defaults import ARCHON_SETTINGS, archon_migration_keys
+from app.migrations.rls import enable_archon_rls
 
 revision: str = "0006_archon_data"
 down_revision: str | Sequence[str] | None = "0005_archon_setup"
@@ -45,11 +46,6 @@ SANDBOX_TYPES = "'git_worktree', 'full_clone', 'tmp_dir'"
 STATUSES = "'pending', 'running', 'completed', 'failed'"
 COMMANDS = '["create-branch", "planning", "execute", "commit", "create-pr"]'
 URL_CHECK = r"repository_url ~ '^https://github\.com/[a-zA-Z0-9_-]+/[a-zA-Z0-9_.-]+/?$'"
-POLICIES = (
-    ("service_role", "Allow service role full access to {table}", "USING (true) WITH CHECK (true)"),
-    ("authenticated", "Allow authenticated users to read and update {table}", "USING (true)"),
-)
-
 
 def upgrade() -> None:
     dialect = _dialect()
@@ -244,15 +240,8 @@ def _postgresql_security(table: str) -> None:
             f"CREATE TRIGGER update_{trigger[table]}_updated_at BEFORE UPDATE ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION update_updated_at_column()"
         )
-    op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
-    for role, name, rule in POLICIES:
-        policy = name.format(table=table)
-        op.execute(
-            "DO $$ BEGIN "
-            f"IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN "
-            f'CREATE POLICY "{policy}" ON {table} FOR ALL TO {role} {rule}; '
-            "END IF; END $$"
-        )
+    # Service role full access, authenticated users read and write, as Archon's scripts set it.
+    enable_archon_rls(table, "authenticated")
 
 
 # -- seeds -------------------------------------------------------------------------------------
