@@ -55,9 +55,17 @@ class DataLayer:
         return self.engine.dialect.name
 
     def uow(
-        self, *, read_only: bool = False, isolation_level: str | None = None
+        self,
+        *,
+        read_only: bool = False,
+        isolation_level: str | None = None,
+        actor: str | None = None,
     ) -> SqlAlchemyUnitOfWork:
-        """A new Unit of Work; ``read_only`` ones may be served by a read replica."""
+        """A new Unit of Work; ``read_only`` ones may be served by a read replica.
+
+        ``actor`` (default ``system``) is who the audit log names for its writes when
+        ``ENABLE_AUDIT_LOG`` is on.
+        """
         maker = next(self._next_reader) if read_only else self._sessionmaker
         return SqlAlchemyUnitOfWork(
             maker,
@@ -65,6 +73,8 @@ class DataLayer:
             isolation_level=isolation_level,
             cipher=self.cipher,
             vector_binder=self._vector_binder,
+            actor=actor,
+            audit=self.settings.enable_audit_log,
         )
 
     async def run_in_transaction(

@@ -33,6 +33,7 @@ from sqlalchemy.orm.attributes import instance_state
 from app.domain import CodeExample, CrawledPage, Source
 from app.errors import InvalidInputError, translate_errors
 from app.repositories import bulk
+from app.repositories.audit import given_fields, record
 from app.repositories.bulk_insert import can_insert_with_columns
 from app.repositories.state import note_changed
 from app.repositories.validation import columns_of, validator_for
@@ -277,6 +278,8 @@ async def _upsert_source(uow: SqlAlchemyUnitOfWork, source: Source) -> None:
     with translate_errors("storing the source"):
         connection = await uow.session.connection()
         await bulk.upsert_all(uow.session, connection.dialect, plan, sources)
+    record(uow.session, plan.columns.table.name, "upsert", [sources[0].source_id],
+           fields=given_fields(plan.columns.attr_of, sources))  # fmt: skip
 
 
 async def _write(
@@ -324,4 +327,5 @@ async def _delete_urls(uow: SqlAlchemyUnitOfWork, collection: str, urls: list[st
         removed += int(result.rowcount)  # type: ignore[attr-defined]
     if removed:
         note_changed(uow.session, table.name)
+        record(uow.session, table.name, "delete", count=removed)
     return removed

@@ -1,5 +1,6 @@
 """Repositories: the ports services depend on and their SQLAlchemy adapters."""
 
+from app.repositories.audit_log import AuditLog, SqlAlchemyAuditRepository
 from app.repositories.base import Repository, SqlAlchemyRepository
 from app.repositories.knowledge import (
     SqlAlchemyCodeExampleRepository,
@@ -30,6 +31,7 @@ from app.repositories.settings import SqlAlchemyPromptRepository, SqlAlchemySett
 from app.repositories.tasks import SqlAlchemyTaskRepository
 
 __all__ = [
+    "AuditLog",
     "CodeExampleRepository",
     "CrawledPageRepository",
     "DocumentVersionRepository",
@@ -42,6 +44,7 @@ __all__ = [
     "SettingRepository",
     "SourceRepository",
     "SourceSummary",
+    "SqlAlchemyAuditRepository",
     "SqlAlchemyCodeExampleRepository",
     "SqlAlchemyCrawledPageRepository",
     "SqlAlchemyDocumentVersionRepository",

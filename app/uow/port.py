@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 if TYPE_CHECKING:
+    from app.repositories.audit_log import AuditLog
     from app.repositories.ports import (
         CodeExampleRepository,
         CrawledPageRepository,
@@ -40,6 +41,10 @@ class UnitOfWork(Protocol):
     in its own read-only transaction (no BEGIN/ROLLBACK round trips): reads see what was
     committed when each one ran, as under PostgreSQL's default READ COMMITTED. Ask for an
     ``isolation_level="REPEATABLE READ"`` to read from one snapshot.
+
+    With ``ENABLE_AUDIT_LOG``, every write records who (the ``actor`` the Unit of Work was opened
+    with), what (table, operation, ids, names of the columns written) and when, in
+    ``archon_audit_log``, written with the commit: a rollback leaves no entry. ``audit`` reads it.
     """
 
     sources: SourceRepository
@@ -52,6 +57,7 @@ class UnitOfWork(Protocol):
     document_versions: DocumentVersionRepository
     settings: SettingRepository
     prompts: PromptRepository
+    audit: AuditLog
     vectors: Any
 
     async def __aenter__(self) -> Self: ...

@@ -22,12 +22,15 @@ from app.errors import (
     UnsupportedFeatureError,
     translate_errors,
 )
+from app.repositories.audit import AUDIT, AuditRecorder, check_actor, forget, forget_since, mark
+from app.repositories.audit import write_entries as write_audit_entries
 from app.repositories.lease import LEASE, Lease, LeasingSession, connected
 from app.repositories.state import FAILED, ROWS_CHANGED, check_usable, failed_message
 
 if TYPE_CHECKING:
     from app.crypto import CredentialCipher
     from app.repositories import (
+        SqlAlchemyAuditRepository,
         SqlAlchemyCodeExampleRepository,
         SqlAlchemyCrawledPageRepository,
         SqlAlchemyDocumentVersionRepository,
@@ -64,6 +67,8 @@ class SqlAlchemyUnitOfWork:
         isolation_level: str | None = None,
         cipher: CredentialCipher | None = None,
         vector_binder: Callable[[SqlAlchemyUnitOfWork], Any] | None = None,
+        actor: str | None = None,
+        audit: bool = False,
     ) -> None:
         if isolation_level is not None and isolation_level.upper() not in ISOLATION_LEVELS:
             raise InvalidInputError(
@@ -77,6 +82,8 @@ class SqlAlchemyUnitOfWork:
         self._vector_binder = vector_binder
         self._session: AsyncSession | None = None
         self._after_commit: list[AfterCommit] = []
+        self.actor = check_actor(actor)
+        self._audit = audit and not read_only
 
     @property
     def session(self) -> AsyncSession:
@@ -91,6 +98,8 @@ class SqlAlchemyUnitOfWork:
         if self._session is not None:
             raise DataLayerError("this Unit of Work is open already; open another with layer.uow()")
         self._session = session = self._sessionmaker()
+        if self._audit:  # the writes are recorded, and written with the commit
+            session.info[AUDIT] = AuditRecorder(self.actor)
         bind = session.get_bind()
         # A read-only Unit of Work on an autocommit reader sends no BEGIN/ROLLBACK at all.
         autocommit = self.read_only and not self.isolation_level and _is_autocommit(bind)
@@ -146,6 +155,7 @@ class SqlAlchemyUnitOfWork:
         lease: Lease | None = session.info.get(LEASE)
         try:
             with translate_errors("commit"):
+                await write_audit_entries(session)
                 if lease is not None and lease.held:
                     await lease.commit()
                 else:
@@ -169,6 +179,7 @@ class SqlAlchemyUnitOfWork:
         session = self.session
         session.info.pop(FAILED, None)
         session.info.pop(ROWS_CHANGED, None)
+        forget(session)
         await self._rolled_back(session)
 
     @staticmethod
@@ -189,9 +200,14 @@ class SqlAlchemyUnitOfWork:
     async def savepoint(self) -> AsyncIterator[None]:
         """Nested work: an exception inside rolls back only what was done inside."""
         check_usable(self.session)
-        with translate_errors("savepoint"):
-            async with self.session.begin_nested():
-                yield
+        at = mark(self.session)
+        try:
+            with translate_errors("savepoint"):
+                async with self.session.begin_nested():
+                    yield
+        except BaseException:
+            forget_since(self.session, at)  # what the savepoint undid leaves no audit entry
+            raise
 
     def after_commit(self, hook: AfterCommit) -> None:
         """Run ``hook`` once this transaction has committed (never after a rollback); a hook
@@ -260,6 +276,13 @@ class SqlAlchemyUnitOfWork:
         from app.repositories import SqlAlchemySettingRepository
 
         return SqlAlchemySettingRepository(self.session, self._cipher or CredentialCipher.default())
+
+    @cached_property
+    def audit(self) -> SqlAlchemyAuditRepository:
+        """The audit log, read-only (plus ``prune``): ``uow.audit.list(filters)``."""
+        from app.repositories import SqlAlchemyAuditRepository
+
+        return SqlAlchemyAuditRepository(self.session)
 
     @cached_property
     def prompts(self) -> SqlAlchemyPromptRepository:
