@@ -91,7 +91,9 @@ async def test_entity_specific_writes_are_recorded(audited, sql) -> None:
         await uow.sources.delete_with_content("gone")
         await uow.commit()
 
-    got = [(e["entity"], e["operation"], e["entity_id"], e["row_count"]) for e in await entries(sql)]
+    got = [
+        (e["entity"], e["operation"], e["entity_id"], e["row_count"]) for e in await entries(sql)
+    ]
     assert got[0][3] == 1 and {e[0] for e in got[:4]} == {"archon_projects", "archon_tasks"}
     assert ("archon_tasks", "update", str(parent.id), 1) in got  # the move
     assert ("archon_tasks", "update", None, 1) in got  # "x" renumbered by the move

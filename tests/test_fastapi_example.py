@@ -80,7 +80,9 @@ async def test_audited_writes_name_the_requests_actor(layer) -> None:
     async with api.router.lifespan_context(api):
         transport = httpx.ASGITransport(app=api)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            made = await http.post("/projects", json={"title": "A"}, headers={"X-Archon-Actor": "ann"})
+            made = await http.post(
+                "/projects", json={"title": "A"}, headers={"X-Archon-Actor": "ann"}
+            )
             anonymous = await http.post("/projects", json={"title": "B"})
             too_long = await http.post(
                 "/projects", json={"title": "C"}, headers={"X-Archon-Actor": "x" * 300}
