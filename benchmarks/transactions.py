@@ -73,3 +73,49 @@ async def run_transactions(bench: Bench, target: Target) -> Result:
         await admin.clear_tasks()
         await admin.close()
     return result
+
+
+async def run_audit_overhead(bench: Bench, target: Target) -> Result:
+    """The tx scenario with ``ENABLE_AUDIT_LOG`` on ("layer") against the same layer with it
+    off ("raw"): what recording who wrote what costs a small transaction (goal: <= 10%)."""
+    options = bench.options
+    clients, each = options.clients, options.transactions
+    total = clients * each
+    result = Result(target.backend, f"tx audited / not, {clients} clients", "tx/s", True, 0.90)
+    result.notes.append("tx-audit: 'raw' is the same layer with ENABLE_AUDIT_LOG off")
+    admin = await raw_side(target, pool_size=clients).open()
+    try:
+        async with layer_for(target) as plain, layer_for(target, enable_audit_log=True) as audited:
+            projects = await admin.create_projects(clients)
+            for layer in (plain, audited):  # warm up: each pool grows to one connection a client
+                await asyncio.gather(
+                    *(layer_client(layer, p, i, 1) for i, p in enumerate(projects))
+                )
+            for repeat in range(options.repeat):
+                for side in ("audited", "plain") if repeat % 2 == 0 else ("plain", "audited"):
+                    layer = audited if side == "audited" else plain
+                    await admin.clear_tasks()
+                    await _clear_audit(audited)
+                    projects = await admin.create_projects(clients)
+                    work = [layer_client(layer, p, i, each) for i, p in enumerate(projects)]
+                    run = await timed(lambda work=work: asyncio.gather(*work))  # type: ignore[misc]
+                    entries = await _clear_audit(audited)
+                    expected = 2 * total if side == "audited" else 0  # task insert + project update
+                    if entries != expected:
+                        result.problems.append(f"{side}: {entries} audit rows, not {expected}")
+                    (result.layer if side == "audited" else result.raw).append(total / run.seconds)
+                    bench.say(f"{target.backend} tx {side}: {total / run.seconds:,.0f} tx/s")
+    finally:
+        await admin.clear_tasks()
+        await admin.close()
+    return result
+
+
+async def _clear_audit(layer: Any) -> int:
+    """Empty the audit log; how many entries it held."""
+    import sqlalchemy as sa
+
+    async with layer.engine.begin() as conn:
+        found = (await conn.execute(sa.text("SELECT count(*) FROM archon_audit_log"))).scalar()
+        await conn.execute(sa.text("DELETE FROM archon_audit_log"))
+    return int(found or 0)
