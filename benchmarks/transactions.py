@@ -7,11 +7,12 @@ raw: an asyncpg pool of ``--clients`` connections, ``INSERT`` + ``UPDATE`` in
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
 from benchmarks.context import Bench, layer_for, raw_side
-from benchmarks.measure import timed
+from benchmarks.measure import median, timed
 from benchmarks.report import Result
 from benchmarks.servers import Target
 
@@ -83,6 +84,7 @@ async def run_audit_overhead(bench: Bench, target: Target) -> Result:
     total = clients * each
     result = Result(target.backend, f"tx audited / not, {clients} clients", "tx/s", True, 0.90)
     result.notes.append("tx-audit: 'raw' is the same layer with ENABLE_AUDIT_LOG off")
+    cpu: dict[str, list[float]] = {"audited": [], "plain": []}  # client CPU ms per transaction
     admin = await raw_side(target, pool_size=clients).open()
     try:
         async with layer_for(target) as plain, layer_for(target, enable_audit_log=True) as audited:
@@ -98,7 +100,9 @@ async def run_audit_overhead(bench: Bench, target: Target) -> Result:
                     await _clear_audit(audited)
                     projects = await admin.create_projects(clients)
                     work = [layer_client(layer, p, i, each) for i, p in enumerate(projects)]
+                    started = time.process_time()
                     run = await timed(lambda work=work: asyncio.gather(*work))  # type: ignore[misc]
+                    cpu[side].append((time.process_time() - started) / total * 1000)
                     entries = await _clear_audit(audited)
                     expected = 2 * total if side == "audited" else 0  # task insert + project update
                     if entries != expected:
@@ -108,6 +112,12 @@ async def run_audit_overhead(bench: Bench, target: Target) -> Result:
     finally:
         await admin.clear_tasks()
         await admin.close()
+    if cpu["plain"] and cpu["audited"]:
+        on, off = median(cpu["audited"]), median(cpu["plain"])
+        result.notes.append(
+            f"client CPU per transaction (robust to other processes' load): audited {on:.3f} ms, "
+            f"plain {off:.3f} ms ({(on / off - 1) * 100:+.1f}%)"
+        )
     return result
 
 
