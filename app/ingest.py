@@ -182,8 +182,10 @@ async def ingest(
     embedding_model: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Progress | None = None,
+    actor: str | None = None,
 ) -> IngestReport:
-    """Store ``source`` and replace the chunks of the items' URLs; ``on_progress(done, total)``."""
+    """Store ``source`` and replace the chunks of the items' URLs; ``on_progress(done, total)``;
+    ``actor``: who the audit log names for the writes (``ENABLE_AUDIT_LOG``)."""
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
     total = len(items) if isinstance(items, Sized) else None
@@ -193,7 +195,7 @@ async def ingest(
     first = next(batches, [])
     pending: _Batch | None = run.check(first)
     await _ensure_column(run)
-    async with layer.uow() as uow:
+    async with layer.uow(actor=actor) as uow:
         vectors = await concrete_view(uow.vectors)
         prepare = getattr(vectors, "prepare_writes", None)
         if prepare is not None:

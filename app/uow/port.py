@@ -89,6 +89,13 @@ class UnitsOfWork(Protocol):
     engine: Any
     read_engines: list[Any]
 
-    def uow(self, *, read_only: bool = False, isolation_level: str | None = None) -> Any:
-        """A new Unit of Work; ``read_only`` ones may be served by a read replica."""
+    def uow(
+        self,
+        *,
+        read_only: bool = False,
+        isolation_level: str | None = None,
+        actor: str | None = None,
+    ) -> Any:
+        """A new Unit of Work; ``read_only`` ones may be served by a read replica; ``actor``
+        is who the audit log names for its writes."""
         ...
