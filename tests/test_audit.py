@@ -285,3 +285,21 @@ async def test_sqlalchemys_path_records_the_same(backend: Backend, make_layer, s
     async with logged.uow() as uow:
         with pytest.raises(InvalidInputError, match="year 1"):
             await uow.audit.prune(older_than=timedelta(days=999_999_999))
+
+
+async def test_each_commit_is_one_unit(audited, sql) -> None:
+    async with audited.uow(actor="hal") as uow:
+        first = await uow.projects.add(Project(title="one"))
+        await uow.projects.update(first.id, {"pinned": True})
+        await uow.commit()
+        await uow.projects.add(Project(title="two"))  # the same Unit of Work, a new transaction
+        await uow.commit()
+
+    async def work(uow: Any) -> None:
+        await uow.projects.delete(first.id)
+
+    await audited.run_in_transaction(work, actor="ivy")
+    got = await entries(sql)
+    units = [e["unit_id"] for e in got]
+    assert units[0] == units[1] and len(set(units)) == 3
+    assert [e["actor"] for e in got] == ["hal", "hal", "hal", "ivy"]

@@ -76,6 +76,7 @@ async def database_rows(layer: DataLayer) -> Rows:
     replicas = len(layer.read_engines) if settings.enable_read_replicas else 0
     rows.append(("read replicas", str(replicas)))
     rows.append(("query logging", "on" if settings.enable_query_logging else "off"))
+    rows.append(("audit log", "on" if settings.enable_audit_log else "off"))
     return rows
 
 

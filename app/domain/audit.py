@@ -30,7 +30,7 @@ class AuditEntry(_AuditBase):
     ``entity`` is the table written (``archon_tasks``); ``entity_id`` the row's primary key when
     the write touched one known row, ``entity_ids`` every known key of a multi-row write (as
     text), ``row_count`` how many rows it wrote. ``fields`` holds column names only, never a
-    value. ``unit_id`` groups the rows of one committed Unit of Work.
+    value. ``unit_id`` groups the rows of one commit (one transaction).
     """
 
     __tablename__ = AUDIT_TABLE

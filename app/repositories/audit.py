@@ -50,10 +50,9 @@ def check_actor(actor: str | None) -> str:
 
 @dataclass
 class AuditRecorder:
-    """The entries of one Unit of Work not yet written; ``unit_id`` groups them in the log."""
+    """The entries of one Unit of Work not yet written (``unit_id`` is given at each commit)."""
 
     actor: str
-    unit_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     entries: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -85,7 +84,6 @@ def record(
         {
             "occurred_at": utcnow(),
             "actor": recorder.actor,
-            "unit_id": recorder.unit_id,
             "entity": entity,
             "operation": operation,
             "entity_id": keys[0] if keys is not None and len(keys) == 1 else None,
@@ -131,11 +129,15 @@ def forget(session: Any) -> None:
 
 
 async def write_entries(session: AsyncSession) -> None:
-    """Insert the entries recorded so far, in the session's transaction (call before COMMIT)."""
+    """Insert the entries recorded so far, in the session's transaction (call before COMMIT);
+    one ``unit_id`` groups the entries of this commit."""
     recorder = recorder_of(session)
     if recorder is None or not recorder.entries:
         return
     entries, recorder.entries = recorder.entries, []
+    unit_id = str(uuid.uuid4())
+    for entry in entries:
+        entry["unit_id"] = unit_id
     run = driver.runner(session)
     for start in range(0, len(entries), _ROWS_PER_STATEMENT):
         chunk = entries[start : start + _ROWS_PER_STATEMENT]
