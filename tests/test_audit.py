@@ -303,3 +303,27 @@ async def test_each_commit_is_one_unit(audited, sql) -> None:
     units = [e["unit_id"] for e in got]
     assert units[0] == units[1] and len(set(units)) == 3
     assert [e["actor"] for e in got] == ["hal", "hal", "hal", "ivy"]
+
+
+@pytest.mark.backends("sqlite")
+async def test_writes_for_an_external_store_are_recorded(make_layer, tmp_path, sql) -> None:
+    chroma = await make_layer(
+        enable_audit_log=True, vector_database="chroma", chroma_path=str(tmp_path / "chroma")
+    )
+    source = SourceFactory.build()
+    pages = [CrawledPageFactory.build(source=source, url="https://c.example.com", chunk_number=n)
+             for n in range(2)]  # fmt: skip
+    vectors = clustered(2, 384, centres=2, seed=3)
+    await chroma.ingest(source, [(p, v.tolist()) for p, v in zip(pages, vectors, strict=True)])
+    async with chroma.uow(actor="jo") as uow:
+        record = VectorRecord(id=pages[0].id, vector=vectors[1].tolist(), metadata={})
+        await uow.vectors.upsert("crawled_pages", [record])
+        assert await uow.vectors.delete_where("crawled_pages", {"chunk_number": 1}) == 1
+        await uow.commit()
+
+    got = [(e["operation"], e["entity_ids"], e["actor"]) for e in await entries(sql)]
+    assert got[-2:] == [
+        ("vector_upsert", [str(pages[0].id)], "jo"),
+        ("vector_delete", [str(pages[1].id)], "jo"),
+    ]
+    assert ("insert", [str(p.id) for p in pages], "system") in got
