@@ -327,3 +327,19 @@ async def test_writes_for_an_external_store_are_recorded(make_layer, tmp_path, s
         ("vector_delete", [str(pages[1].id)], "jo"),
     ]
     assert ("insert", [str(p.id) for p in pages], "system") in got
+
+
+async def test_a_large_write_takes_several_entries(audited, sql, monkeypatch) -> None:
+    from app.repositories import audit
+
+    monkeypatch.setattr(audit, "IDS_PER_ENTRY", 2)
+    async with audited.uow() as uow:
+        added = await uow.projects.add_many([Project(title=f"p{n}") for n in range(5)])
+        await uow.commit()
+    got = await entries(sql)
+    assert [e["entity_ids"] for e in got] == [
+        [str(p.id) for p in added[0:2]],
+        [str(p.id) for p in added[2:4]],
+        [str(added[4].id)],
+    ]
+    assert [e["row_count"] for e in got] == [2, 2, 1] and got[2]["entity_id"] == str(added[4].id)

@@ -7,8 +7,9 @@ every write path (the repositories, ingest, the SQL vector index bound to the Un
 savepoint) leaves none, and a Unit of Work that wrote nothing sends no audit statement.
 
 One entry per write call, not per row: a bulk write of 500 chunks is one row of the log naming
-their 500 ids (``entity_ids``), so auditing adds one statement per commit whatever the size of
-the transaction. Only column names are stored, never a value (a secret or an encrypted field is
+their 500 ids (``entity_ids``; a call of more than ``IDS_PER_ENTRY`` rows takes several entries,
+so that no statement outgrows MySQL's packet), and the commit sends one INSERT per 20 entries.
+Only column names are stored, never a value (a secret or an encrypted field is
 therefore never copied into the log); ids are primary keys, or, for an upsert that matches on
 another unique key, the values of that key (``key=OPENAI_API_KEY``): row identities, no content.
 """
@@ -31,6 +32,7 @@ from app.repositories import driver
 
 AUDIT = "archon_audit"  # the key of a session's AuditRecorder in ``session.info``
 DEFAULT_ACTOR = "system"
+IDS_PER_ENTRY = 1000
 _ROWS_PER_STATEMENT = 20
 _TABLE: sa.Table = AuditEntry.__table__  # type: ignore[assignment]
 _COLUMNS = tuple(c.name for c in _TABLE.columns if c.name != "id")
@@ -79,19 +81,24 @@ def record(
     recorder: AuditRecorder | None = session.info.get(AUDIT)
     if recorder is None:
         return
+    names, now = sorted(set(fields)), utcnow()
     keys = None if ids is None else [str(key) for key in ids]
-    recorder.entries.append(
-        {
-            "occurred_at": utcnow(),
-            "actor": recorder.actor,
-            "entity": entity,
-            "operation": operation,
-            "entity_id": keys[0] if keys is not None and len(keys) == 1 else None,
-            "entity_ids": keys,
-            "row_count": len(keys or ()) if count is None else count,
-            "fields": sorted(set(fields)),
-        }
-    )
+    parts = [keys] if keys is None or len(keys) <= IDS_PER_ENTRY else [
+        keys[start : start + IDS_PER_ENTRY] for start in range(0, len(keys), IDS_PER_ENTRY)
+    ]  # fmt: skip
+    for part in parts:
+        recorder.entries.append(
+            {
+                "occurred_at": now,
+                "actor": recorder.actor,
+                "entity": entity,
+                "operation": operation,
+                "entity_id": part[0] if part is not None and len(part) == 1 else None,
+                "entity_ids": part,
+                "row_count": len(part or ()) if count is None or len(parts) > 1 else count,
+                "fields": names,
+            }
+        )
 
 
 def given_fields(attr_of: dict[str, str] | Any, entities: Sequence[Any]) -> set[str]:
