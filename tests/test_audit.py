@@ -205,6 +205,7 @@ async def test_the_log_is_read_with_filters(audited) -> None:
     assert [(e.operation, e.row_count) for e in by_erin] == [("insert", 2), ("update", 1)]
     assert [e.operation for e in touching] == ["insert", "update"]
     assert newest[0].actor == "frank" and newest[0].fields == ["title", "updated_at"]
+    assert "'frank' update archon_projects" in repr(newest[0])
     assert titles == 3  # the project's insert and update, and the tasks' insert
 
 
@@ -343,3 +344,11 @@ async def test_a_large_write_takes_several_entries(audited, sql, monkeypatch) ->
         [str(added[4].id)],
     ]
     assert [e["row_count"] for e in got] == [2, 2, 1] and got[2]["entity_id"] == str(added[4].id)
+
+
+@pytest.mark.backends("postgres", "pgvector")
+async def test_the_table_is_private_on_postgresql(audited, sql) -> None:
+    query = "SELECT relrowsecurity FROM pg_class WHERE relname = 'archon_audit_log'"
+    assert await sql.scalar(query) is True
+    policies = "SELECT count(*) FROM pg_policies WHERE tablename = 'archon_audit_log'"
+    assert await sql.scalar(policies) == 0
