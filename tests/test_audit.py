@@ -76,6 +76,10 @@ async def test_repository_writes_are_recorded_with_the_actor(audited, sql) -> No
     assert upsert["entity_id"] == "s1" and "title" in upsert["fields"]
     assert one["entity_id"] == str(tasks[0].id) and one["row_count"] == 1
     assert where["entity_ids"] is None and where["row_count"] == 2 and where["fields"] == []
+    assert await sql.scalar("SELECT count(*) FROM archon_audit_log WHERE entity_ids IS NULL") == 1
+    async with audited.uow(read_only=True) as uow:
+        unknown = await uow.audit.list({"entity_ids": {"is_null": True}})
+    assert [(e.operation, e.row_count) for e in unknown] == [("delete", 2)]
 
 
 async def test_entity_specific_writes_are_recorded(audited, sql) -> None:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.domain.base import NAMING_CONVENTION
@@ -18,6 +19,8 @@ from app.domain.types import BigIntId, JSONType, TZDateTime
 
 AUDIT_TABLE = "archon_audit_log"
 audit_metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+# Unknown ids are SQL NULL, not JSON null (``{"entity_ids": {"is_null": True}}`` finds them).
+_IDS = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
 
 class _AuditBase(DeclarativeBase):
@@ -46,7 +49,7 @@ class AuditEntry(_AuditBase):
     entity: Mapped[str] = mapped_column(sa.String(64), nullable=False)
     operation: Mapped[str] = mapped_column(sa.String(32), nullable=False)
     entity_id: Mapped[str | None] = mapped_column(sa.String(255))
-    entity_ids: Mapped[Any] = mapped_column(JSONType)
+    entity_ids: Mapped[Any] = mapped_column(_IDS)
     row_count: Mapped[int] = mapped_column(sa.Integer, nullable=False)
     fields: Mapped[Any] = mapped_column(JSONType, nullable=False)
 
