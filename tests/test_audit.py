@@ -20,7 +20,10 @@ from app.vector import VectorRecord
 from tests.support import Backend, LayerFactory, Sql
 from tests.vector_fixtures import clustered, vector_backend_for
 
-pytestmark = pytest.mark.backends("sqlite", "postgres", "pgvector", "mariadb")
+pytestmark = [
+    pytest.mark.backends("sqlite", "postgres", "pgvector", "mariadb", "pgbouncer"),
+    pytest.mark.pooler,
+]
 SECRET = "sk-live-4f9c2d7e1b8a-never-logged"
 COLUMNS = "actor, entity, operation, entity_id, entity_ids, row_count, fields, unit_id"
 
@@ -249,6 +252,8 @@ async def test_cli_prunes_and_refuses_bad_durations(audited, backend: Backend, s
     )
     _register()
     env = {"DATABASE_URL": backend.url, "VECTOR_DATABASE": "exact"}
+    if backend.database_type is not None:  # behind the pooler: supabase's settings
+        env["DATABASE_TYPE"] = backend.database_type
 
     def run(*args: str) -> Any:
         return CliRunner().invoke(cli, ["audit", "prune", *args], env=env)
