@@ -67,9 +67,17 @@ class DataLayer:
         return self.engine.dialect.name
 
     def uow(
-        self, *, read_only: bool = False, isolation_level: str | None = None
+        self,
+        *,
+        read_only: bool = False,
+        isolation_level: str | None = None,
+        actor: str | None = None,
     ) -> SqlAlchemyUnitOfWork:
-        """A new Unit of Work; ``read_only`` ones may be served by a read replica."""
+        """A new Unit of Work; ``read_only`` ones may be served by a read replica.
+
+        ``actor`` (default ``system``) is who the audit log names for its writes when
+        ``ENABLE_AUDIT_LOG`` is on.
+        """
         maker = next(self._next_reader) if read_only else self._sessionmaker
         replicas = self._replicas
         return SqlAlchemyUnitOfWork(
@@ -80,6 +88,8 @@ class DataLayer:
             vector_binder=self._vector_binder,
             choose=replicas.choose if replicas is not None and read_only else None,
             on_commit=replicas.wrote if replicas is not None else None,
+            actor=actor,
+            audit=self.settings.enable_audit_log,
         )
 
     async def replica_status(self) -> list[dict[str, Any]]:
@@ -96,10 +106,11 @@ class DataLayer:
         *,
         attempts: int = 5,
         isolation_level: str | None = None,
+        actor: str | None = None,
     ) -> T:
         """Run ``work(uow)`` and commit, retrying on serialization failures and deadlocks."""
         return await run_in_transaction(
-            lambda: self.uow(isolation_level=isolation_level), work, attempts=attempts
+            lambda: self.uow(isolation_level=isolation_level, actor=actor), work, attempts=attempts
         )
 
     async def migrate(self, revision: str = "head") -> None:

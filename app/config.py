@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     weaviate_api_key: SecretStr | None = None
     enable_query_logging: bool = False
     slow_query_threshold_ms: float = Field(default=500.0, ge=0)
+    # Record every write of a Unit of Work (who, what, when) in archon_audit_log, with its commit.
+    enable_audit_log: bool = False
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -33,6 +33,7 @@ from sqlalchemy.orm.attributes import instance_state
 from app.domain import CodeExample, CrawledPage, Source
 from app.errors import InvalidInputError, translate_errors
 from app.repositories import bulk
+from app.repositories.audit import given_fields, record
 from app.repositories.bulk_insert import can_insert_with_columns
 from app.repositories.state import note_changed
 from app.repositories.validation import columns_of, validator_for
@@ -181,8 +182,10 @@ async def ingest(
     embedding_model: str | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Progress | None = None,
+    actor: str | None = None,
 ) -> IngestReport:
-    """Store ``source`` and replace the chunks of the items' URLs; ``on_progress(done, total)``."""
+    """Store ``source`` and replace the chunks of the items' URLs; ``on_progress(done, total)``;
+    ``actor``: who the audit log names for the writes (``ENABLE_AUDIT_LOG``)."""
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
     total = len(items) if isinstance(items, Sized) else None
@@ -192,7 +195,7 @@ async def ingest(
     first = next(batches, [])
     pending: _Batch | None = run.check(first)
     await _ensure_column(run)
-    async with layer.uow() as uow:
+    async with layer.uow(actor=actor) as uow:
         vectors = await concrete_view(uow.vectors)
         prepare = getattr(vectors, "prepare_writes", None)
         if prepare is not None:
@@ -277,6 +280,8 @@ async def _upsert_source(uow: SqlAlchemyUnitOfWork, source: Source) -> None:
     with translate_errors("storing the source"):
         connection = await uow.session.connection()
         await bulk.upsert_all(uow.session, connection.dialect, plan, sources)
+    record(uow.session, plan.columns.table.name, "upsert", [sources[0].source_id],
+           fields=given_fields(plan.columns.attr_of, sources))  # fmt: skip
 
 
 async def _write(
@@ -324,4 +329,5 @@ async def _delete_urls(uow: SqlAlchemyUnitOfWork, collection: str, urls: list[st
         removed += int(result.rowcount)  # type: ignore[attr-defined]
     if removed:
         note_changed(uow.session, table.name)
+        record(uow.session, table.name, "delete", count=removed)
     return removed

@@ -41,7 +41,7 @@ async def run_backend(bench: Bench, backend: str, scenarios: list[str]) -> list[
     """Every selected scenario on one freshly started, migrated database."""
     from benchmarks.ingest import run_ingest, run_memory
     from benchmarks.queries import load_corpus, run_reads
-    from benchmarks.transactions import run_transactions
+    from benchmarks.transactions import run_audit_overhead, run_transactions
 
     results: list[Result] = []
     started = time.perf_counter()
@@ -60,6 +60,9 @@ async def run_backend(bench: Bench, backend: str, scenarios: list[str]) -> list[
             results += await run_reads(bench, target, loaded, reads)
         if "tx" in scenarios and backend == "pg":
             results.append(await _guard(backend, "tx", run_transactions(bench, target)))
+        if "tx-audit" in scenarios and backend == "pg":
+            audit = run_audit_overhead(bench, target)
+            results.append(await _guard(backend, "tx-audit", audit))
     return results
 
 

@@ -42,6 +42,7 @@ PRIVATE = (
     "archon_configured_repositories",
     "archon_agent_work_orders",
     "archon_agent_work_order_steps",
+    "archon_audit_log",
     "archon_vector_outbox",
     "archon_vector_versions",
     "archon_database_identity",
@@ -80,6 +81,8 @@ INSERT INTO archon_agent_work_orders (agent_work_order_id, repository_url, sandb
     status) VALUES ('wo-1', 'https://github.com/acme/api', 'sb-1', 'pending');
 INSERT INTO archon_agent_work_order_steps (agent_work_order_id, step, agent_name, success,
     duration_seconds, executed_at, step_order) VALUES ('wo-1', 'plan', 'a', true, 1.0, now(), 0);
+INSERT INTO archon_audit_log (occurred_at, actor, unit_id, entity, operation, row_count, fields)
+    VALUES (now(), 'system', 'u1', 'archon_projects', 'insert', 1, '[]');
 """
 
 
@@ -321,5 +324,5 @@ async def test_a_service_role_without_bypassrls_gets_a_full_access_policy(
             "THEN ALTER ROLE service_role BYPASSRLS; END IF; END $$",
         )
 
-    # 15 on the tables of 0005, 3 on the work order tables of 0006.
-    assert policies == 18 and version == [1] and inserted == 1 and left == 0
+    # 15 on the tables of 0005, 3 on the work order tables of 0006, 1 on the audit log (0007).
+    assert policies == 19 and version == [1] and inserted == 1 and left == 0

@@ -72,3 +72,26 @@ async def test_errors_map_to_statuses_and_roll_back(client: httpx.AsyncClient, l
     bad = await client.post(f"/projects/{project_id}/tasks", json={"title": "x", "assignee": ""})
     assert bad.status_code in (409, 422)
     assert await _tasks_in_db(layer, project_id) == []
+
+
+async def test_audited_writes_name_the_requests_actor(layer) -> None:
+    settings = Settings(database_url=layer.settings.database_url, enable_audit_log=True)
+    api = create_app(settings, migrate=False)
+    async with api.router.lifespan_context(api):
+        transport = httpx.ASGITransport(app=api)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            made = await http.post(
+                "/projects", json={"title": "A"}, headers={"X-Archon-Actor": "ann"}
+            )
+            anonymous = await http.post("/projects", json={"title": "B"})
+            too_long = await http.post(
+                "/projects", json={"title": "C"}, headers={"X-Archon-Actor": "x" * 300}
+            )
+    assert made.status_code == anonymous.status_code == 201
+    assert too_long.status_code == 422 and "actor" in too_long.json()["detail"]
+    async with layer.engine.connect() as conn:
+        rows = await conn.execute(text("SELECT actor, entity_id FROM archon_audit_log ORDER BY id"))
+        assert [tuple(r) for r in rows] == [
+            ("ann", made.json()["id"]),
+            ("system", anonymous.json()["id"]),
+        ]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0008_keyword_words"
-down_revision: str | Sequence[str] | None = "0006_archon_data"
+down_revision: str | Sequence[str] | None = "0007_audit_log"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -77,6 +77,7 @@ async def database_rows(layer: DataLayer) -> Rows:
     rows.append(("read replicas", str(len(replicas))))
     rows += [(f"replica {r['url']}", _replica_state(r)) for r in replicas]
     rows.append(("query logging", "on" if settings.enable_query_logging else "off"))
+    rows.append(("audit log", "on" if settings.enable_audit_log else "off"))
     return rows
 
 

@@ -70,11 +70,26 @@ def get_data_layer(request: Request) -> DataLayer:
     return layer
 
 
+ACTOR_HEADER = "X-Archon-Actor"
+
+
+def request_actor(request: Request) -> str | None:
+    """Who the audit log names for this request's writes: ``request.state.actor`` when the
+    application's authentication set it (it wins: a header is whatever the client sent), else
+    the ``X-Archon-Actor`` header, else nobody (the layer records ``system``)."""
+    actor = getattr(request.state, "actor", None)
+    if actor is None:
+        actor = request.headers.get(ACTOR_HEADER)
+    return None if actor is None else str(actor)
+
+
 async def get_uow(
     layer: Annotated[DataLayer, Depends(get_data_layer)],
+    actor: Annotated[str | None, Depends(request_actor)],
 ) -> AsyncIterator[SqlAlchemyUnitOfWork]:
-    """A Unit of Work that commits when the handler returns and rolls back when it raises."""
-    async with layer.uow() as uow:
+    """A Unit of Work that commits when the handler returns and rolls back when it raises;
+    its writes are audited as the request's actor (``request_actor``)."""
+    async with layer.uow(actor=actor) as uow:
         yield uow
         await uow.commit()
 

@@ -10,8 +10,9 @@ vector and keyword-search indexes rather than by the entities:
 - ``content_search_vector``, the generated ``tsvector`` column of PostgreSQL's full-text search;
 - GIN / GiST / trigram / ivfflat / HNSW indexes (PostgreSQL) and FULLTEXT indexes (MySQL);
 - SQLite FTS5 virtual tables and their shadow tables (``<table>_fts`` and ``<table>_fts_*``);
-- the tables of the vector index and its outbox (``archon_vector_*``) and the database's
-  identity (``archon_database_identity``);
+- the tables of the vector index and its outbox (``archon_vector_*``), the database's
+  identity (``archon_database_identity``) and the audit log (``archon_audit_log``, not one of
+  Archon's tables: ``app.domain.audit``);
 - the secondary indexes Archon's own SQL creates beyond the models, so an adopted database does
   not read as drift.
 
@@ -27,7 +28,7 @@ from typing import Any
 
 HIDDEN_COLUMN = re.compile(r"^(embedding(_\d+)?|content_search_vector)$")
 HIDDEN_TABLE = re.compile(
-    r"^(archon_vector_.*|archon_database_identity|.*_fts|.*_fts_(data|idx|content|docsize|config))$"
+    r"^(archon_vector_.*|archon_database_identity|archon_audit_log|.*_fts|.*_fts_(data|idx|content|docsize|config))$"
 )
 HIDDEN_INDEX_METHODS = frozenset({"gin", "gist", "ivfflat", "hnsw", "brin", "spgist"})
 

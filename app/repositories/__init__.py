@@ -1,5 +1,6 @@
 """Repositories: the ports services depend on and their SQLAlchemy adapters."""
 
+from app.repositories.audit_log import AuditLog, SqlAlchemyAuditRepository
 from app.repositories.base import Repository, SqlAlchemyRepository
 from app.repositories.knowledge import (
     SqlAlchemyCodeExampleRepository,
@@ -45,6 +46,7 @@ from app.repositories.work_orders import (
 __all__ = [
     "AgentWorkOrderRepository",
     "AgentWorkOrderStepRepository",
+    "AuditLog",
     "CodeExampleRepository",
     "ConfiguredRepositoryRepository",
     "CrawledPageRepository",
@@ -61,6 +63,7 @@ __all__ = [
     "SourceSummary",
     "SqlAlchemyAgentWorkOrderRepository",
     "SqlAlchemyAgentWorkOrderStepRepository",
+    "SqlAlchemyAuditRepository",
     "SqlAlchemyCodeExampleRepository",
     "SqlAlchemyConfiguredRepositoryRepository",
     "SqlAlchemyCrawledPageRepository",

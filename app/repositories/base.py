@@ -27,6 +27,7 @@ from app.errors import (
 from app.filter_eval import evaluate
 from app.filters import parse_filters
 from app.repositories import bulk, driver, single, upsert_read
+from app.repositories.audit import given_fields, natural_key, record, recorder_of
 from app.repositories.grouping import group_column, grouped
 from app.repositories.paging import (
     Page,
@@ -512,6 +513,11 @@ class SqlAlchemyRepository(Generic[T]):
             if run is None or not await single.insert_one(run, dialect, self.columns, items[0]):
                 await bulk.insert_all(self.session, dialect, self.columns, items)
         attach_written(self.session, items)  # they are rows now: the session's stored entities
+        if recorder_of(self.session) is not None:
+            pk_attr = self.columns.attr_of[self.columns.pk.name]
+            ids = [e.__dict__[pk_attr] for e in items]
+            fields = given_fields(self.columns.attr_of, items)
+            record(self.session, self.table.name, "insert", ids, fields=fields)
         return items
 
     async def update(self, id: Any, values: Mapping[str, Any]) -> T:
@@ -520,7 +526,9 @@ class SqlAlchemyRepository(Generic[T]):
         key = self._pk_value(id)
         loaded = self.session.identity_map.get((self.model, (key,), None))
         if loaded is not None or not checked:
-            return await self._update_loaded(id, checked)
+            updated = await self._update_loaded(id, checked)
+            self._audit_update(key, checked)
+            return updated
         dialect = await self._dialect()
         run = driver.runner(self.session) if dialect.update_returning else None
         async with self._single("updating"):
@@ -539,6 +547,7 @@ class SqlAlchemyRepository(Generic[T]):
         if entity is None:
             raise NotFoundError(f"{self._name} {id!r} does not exist")
         note_changed(self.session, self.table.name)
+        self._audit_update(key, checked)
         return entity
 
     def _checked_update(self, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -582,7 +591,22 @@ class SqlAlchemyRepository(Generic[T]):
         for entity in self._held(matches):
             for attr, value in checked.items():
                 set_committed_value(entity, attr, value)
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        count = int(result.rowcount)  # type: ignore[attr-defined]
+        if recorder_of(self.session) is not None and count:
+            # Set-wise: the rows are known by their count (reading their ids costs a query).
+            fields = self._column_names(checked)
+            record(self.session, self.table.name, "update", count=count, fields=fields)
+        return count
+
+    def _audit_update(self, key: Any, checked: Mapping[str, Any]) -> None:
+        if recorder_of(self.session) is not None:
+            fields = self._column_names(checked)
+            record(self.session, self.table.name, "update", [key], fields=fields)
+
+    def _column_names(self, checked: Mapping[str, Any]) -> list[str]:
+        """The column names of the attributes an update sets (what the audit log records)."""
+        name_of = {attr: name for name, attr in self.columns.attr_of.items()}
+        return [name_of[attr] for attr in checked]
 
     def _stamp(self, checked: dict[str, Any]) -> None:
         """Set updated_at to now, or keep the one given where no trigger would overwrite it."""
@@ -657,6 +681,8 @@ class SqlAlchemyRepository(Generic[T]):
             if wanted is not None:
                 stored = await upsert_read.stored(self.session, plan, wanted, rows)
         note_changed(self.session, self.table.name)
+        if recorder_of(self.session) is not None:
+            audit_upsert(self.session, plan, items)
         return stored if wanted is not None else written
 
     async def _before_upsert(self, items: builtins.list[T]) -> None:
@@ -666,7 +692,9 @@ class SqlAlchemyRepository(Generic[T]):
         """Delete the entity ``id``; whether it existed."""
         key = self._pk_value(id)
         pk_attr = self.columns.attr_of[self.columns.pk.name]
-        deleted = await self._delete(self.columns.pk == key, lambda row: row[pk_attr] == key)
+        deleted = await self._delete(
+            self.columns.pk == key, lambda row: row[pk_attr] == key, ids=[key]
+        )
         return deleted > 0
 
     async def delete_where(self, filters: Filters) -> int:
@@ -684,13 +712,19 @@ class SqlAlchemyRepository(Generic[T]):
         return await self._delete(sa.true(), lambda row: True)
 
     async def _delete(
-        self, where: ColumnElement[bool], matches: Callable[[dict[str, Any]], bool]
+        self,
+        where: ColumnElement[bool],
+        matches: Callable[[dict[str, Any]], bool],
+        ids: builtins.list[Any] | None = None,
     ) -> int:
         async with self._single("deleting"):
             result = await self.session.execute(sa.delete(self.table).where(where))
         note_changed(self.session, self.table.name)
         self._forget(matches)
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        count = int(result.rowcount)  # type: ignore[attr-defined]
+        if count:
+            record(self.session, self.table.name, "delete", ids, count=count)
+        return count
 
     def _forget(self, matches: Callable[[dict[str, Any]], bool]) -> None:
         """Take entities of deleted rows out of the session."""
@@ -714,6 +748,20 @@ class SqlAlchemyRepository(Generic[T]):
             if matches(row):
                 found.append(entity)
         return found
+
+
+def audit_upsert(session: Any, plan: bulk.UpsertPlan, items: Sequence[Any]) -> None:
+    """Record an upsert: the rows' primary keys when it matched on them, else the values of
+    the unique key it matched on (a primary key given with them may not be the stored row's)."""
+    columns = plan.columns
+    attrs = [columns.attr_of[c.name] for c in plan.on]
+    if plan.on == (columns.pk,):
+        ids = [item.__dict__.get(attrs[0]) for item in items]
+    else:
+        on = [c.name for c in plan.on]
+        ids = [natural_key(on, [item.__dict__.get(a) for a in attrs]) for item in items]
+    fields = given_fields(columns.attr_of, items)
+    record(session, columns.table.name, "upsert", dict.fromkeys(ids), fields=fields)
 
 
 @cache

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from app.domain import CodeExample, CrawledPage, PageMetadata, Source
 from app.errors import InvalidInputError, translate_errors
+from app.repositories.audit import record
 from app.repositories.base import SqlAlchemyRepository
 from app.repositories.ports import SourceSummary
 from app.repositories.state import note_changed
@@ -58,11 +59,18 @@ class SqlAlchemySourceRepository(SqlAlchemyRepository[Source]):
         # Explicitly, children first: old Archon databases have no ON DELETE CASCADE. Pages go
         # before page metadata, which they reference. ORM-enabled deletes, so that instances
         # this session loaded leave it too.
+        counts: list[tuple[str, int]] = []
         async with self._atomic("deleting with its content"):
             for model in (CodeExample, CrawledPage, PageMetadata, Source):
-                stmt = sa.delete(model).where(columns_of(model).table.c.source_id == key)
+                table = columns_of(model).table
+                stmt = sa.delete(model).where(table.c.source_id == key)
                 result = await self.session.execute(stmt)
-                removed += int(result.rowcount)  # type: ignore[attr-defined]
+                counts.append((table.name, int(result.rowcount)))  # type: ignore[attr-defined]
+                removed += counts[-1][1]
+        for name, count in counts:
+            if count:
+                ids = [key] if name == self.table.name else None
+                record(self.session, name, "delete", ids, count=count)
         note_changed(self.session, self.table.name)
         return removed
 

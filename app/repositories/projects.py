@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import DocumentVersion, Project, ProjectSource
 from app.errors import NotFoundError, translate_errors
+from app.repositories.audit import given_fields, record, recorder_of
 from app.repositories.base import SqlAlchemyRepository
 from app.repositories.knowledge import chunked
 from app.repositories.validation import columns_of
@@ -147,6 +148,9 @@ class SqlAlchemyDocumentVersionRepository(SqlAlchemyRepository[DocumentVersion])
             version.version_number = await self._current(version.project_id, field_name) + 1
             self.session.add(version)
             await self.session.flush()
+        if recorder_of(self.session) is not None:
+            fields = given_fields(self.columns.attr_of, [version])
+            record(self.session, self.table.name, "insert", [version.id], fields=fields)
         return version
 
     async def _current(self, project_id: uuid.UUID, field_name: str) -> int:

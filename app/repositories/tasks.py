@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from app.domain import Task, TaskStatus
 from app.domain.types import utcnow
 from app.errors import InvalidInputError, NotFoundError, translate_errors
+from app.repositories.audit import record
 from app.repositories.base import SqlAlchemyRepository
 from app.repositories.knowledge import chunked
 from app.repositories.projects import lock_project, lock_projects, project_locks_first
@@ -64,11 +65,14 @@ class SqlAlchemyTaskRepository(SqlAlchemyRepository[Task]):
         return await super().update(id, values)
 
     async def _delete(
-        self, where: sa.ColumnElement[bool], matches: Callable[[dict[str, Any]], bool]
+        self,
+        where: sa.ColumnElement[bool],
+        matches: Callable[[dict[str, Any]], bool],
+        ids: builtins.list[Any] | None = None,
     ) -> int:
         if project_locks_first(self.session):
             await self._lock_projects_of(where)
-        return await super()._delete(where, matches)
+        return await super()._delete(where, matches, ids)
 
     async def _update_where(
         self,
@@ -138,6 +142,9 @@ class SqlAlchemyTaskRepository(SqlAlchemyRepository[Task]):
                     .execution_options(synchronize_session="fetch")
                 )
                 changed += int((await self.session.execute(stmt)).rowcount)  # type: ignore[attr-defined]
+        if changed:
+            fields = [self.columns.by_name[attr].name for attr in values]
+            record(self.session, self.table.name, "update", ids, count=changed, fields=fields)
         return changed
 
     async def _with_descendants(self, root: uuid.UUID) -> builtins.list[uuid.UUID]:
@@ -175,13 +182,18 @@ class SqlAlchemyTaskRepository(SqlAlchemyRepository[Task]):
                 raise InvalidInputError(f"Task {task.id!s} is archived; restore it to move it")
             target = status or task.status or TaskStatus.TODO
             position = min(position, await self._end_of(task, target))
-            await self.session.execute(self._shift(task, target, position))
+            shifted = await self.session.execute(self._shift(task, target, position))
             await self.session.execute(
                 sa.update(self.table)
                 .where(self.table.c.id == task.id)
                 .values(task_order=position, status=target, updated_at=utcnow())
             )
             await self._reload_loaded(project_id)
+        fields = ("task_order", "status", "updated_at")
+        record(self.session, self.table.name, "update", [task.id], fields=fields)
+        moved = int(shifted.rowcount)  # type: ignore[attr-defined]
+        if moved:  # the others of the column, renumbered
+            record(self.session, self.table.name, "update", count=moved, fields=["task_order"])
         return task
 
     async def _reload_loaded(self, project_id: uuid.UUID) -> None:

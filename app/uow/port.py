@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 if TYPE_CHECKING:
+    from app.repositories.audit_log import AuditLog
     from app.repositories.ports import (
         AgentWorkOrderRepository,
         AgentWorkOrderStepRepository,
@@ -46,6 +47,10 @@ class UnitOfWork(Protocol):
     ``isolation_level="REPEATABLE READ"`` to read from one snapshot. A replica may trail the
     primary; for ``DATABASE_READ_YOUR_WRITES_SECONDS`` after a commit through the same layer,
     reads go to the primary (``app.replicas``).
+
+    With ``ENABLE_AUDIT_LOG``, every write records who (the ``actor`` the Unit of Work was opened
+    with), what (table, operation, ids, names of the columns written) and when, in
+    ``archon_audit_log``, written with the commit: a rollback leaves no entry. ``audit`` reads it.
     """
 
     sources: SourceRepository
@@ -62,6 +67,7 @@ class UnitOfWork(Protocol):
     configured_repositories: ConfiguredRepositoryRepository
     work_orders: AgentWorkOrderRepository
     work_order_steps: AgentWorkOrderStepRepository
+    audit: AuditLog
     vectors: Any
 
     async def __aenter__(self) -> Self: ...
@@ -93,6 +99,13 @@ class UnitsOfWork(Protocol):
     engine: Any
     read_engines: list[Any]
 
-    def uow(self, *, read_only: bool = False, isolation_level: str | None = None) -> Any:
-        """A new Unit of Work; ``read_only`` ones may be served by a read replica."""
+    def uow(
+        self,
+        *,
+        read_only: bool = False,
+        isolation_level: str | None = None,
+        actor: str | None = None,
+    ) -> Any:
+        """A new Unit of Work; ``read_only`` ones may be served by a read replica; ``actor``
+        is who the audit log names for its writes."""
         ...

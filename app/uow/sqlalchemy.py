@@ -22,6 +22,8 @@ from app.errors import (
     UnsupportedFeatureError,
     translate_errors,
 )
+from app.repositories.audit import AUDIT, AuditRecorder, check_actor, forget, forget_since, mark
+from app.repositories.audit import write_entries as write_audit_entries
 from app.repositories.lease import LEASE, Lease, LeasingSession, connected
 from app.repositories.state import FAILED, ROWS_CHANGED, check_usable, failed_message
 
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
     from app.repositories import (
         SqlAlchemyAgentWorkOrderRepository,
         SqlAlchemyAgentWorkOrderStepRepository,
+        SqlAlchemyAuditRepository,
         SqlAlchemyCodeExampleRepository,
         SqlAlchemyConfiguredRepositoryRepository,
         SqlAlchemyCrawledPageRepository,
@@ -70,6 +73,8 @@ class SqlAlchemyUnitOfWork:
         vector_binder: Callable[[SqlAlchemyUnitOfWork], Any] | None = None,
         choose: Callable[[], Awaitable[async_sessionmaker[AsyncSession]]] | None = None,
         on_commit: Callable[[], None] | None = None,
+        actor: str | None = None,
+        audit: bool = False,
     ) -> None:
         """``choose`` picks the sessionmaker when the Unit of Work opens (a healthy read
         replica); ``on_commit`` is told of each commit (reads then follow the writes)."""
@@ -87,6 +92,8 @@ class SqlAlchemyUnitOfWork:
         self._on_commit = on_commit
         self._session: AsyncSession | None = None
         self._after_commit: list[AfterCommit] = []
+        self.actor = check_actor(actor)
+        self._audit = audit and not read_only
 
     @property
     def session(self) -> AsyncSession:
@@ -103,6 +110,8 @@ class SqlAlchemyUnitOfWork:
         if self._choose is not None:
             self._sessionmaker = await self._choose()
         self._session = session = self._sessionmaker()
+        if self._audit:  # the writes are recorded, and written with the commit
+            session.info[AUDIT] = AuditRecorder(self.actor)
         bind = session.get_bind()
         # A read-only Unit of Work on an autocommit reader sends no BEGIN/ROLLBACK at all.
         autocommit = self.read_only and not self.isolation_level and _is_autocommit(bind)
@@ -158,6 +167,7 @@ class SqlAlchemyUnitOfWork:
         lease: Lease | None = session.info.get(LEASE)
         try:
             with translate_errors("commit"):
+                await write_audit_entries(session)
                 if lease is not None and lease.held:
                     await lease.commit()
                 else:
@@ -183,6 +193,7 @@ class SqlAlchemyUnitOfWork:
         session = self.session
         session.info.pop(FAILED, None)
         session.info.pop(ROWS_CHANGED, None)
+        forget(session)
         await self._rolled_back(session)
 
     @staticmethod
@@ -203,9 +214,14 @@ class SqlAlchemyUnitOfWork:
     async def savepoint(self) -> AsyncIterator[None]:
         """Nested work: an exception inside rolls back only what was done inside."""
         check_usable(self.session)
-        with translate_errors("savepoint"):
-            async with self.session.begin_nested():
-                yield
+        at = mark(self.session)
+        try:
+            with translate_errors("savepoint"):
+                async with self.session.begin_nested():
+                    yield
+        except BaseException:
+            forget_since(self.session, at)  # what the savepoint undid leaves no audit entry
+            raise
 
     def after_commit(self, hook: AfterCommit) -> None:
         """Run ``hook`` once this transaction has committed (never after a rollback); a hook
@@ -274,6 +290,13 @@ class SqlAlchemyUnitOfWork:
         from app.repositories import SqlAlchemySettingRepository
 
         return SqlAlchemySettingRepository(self.session, self._cipher or CredentialCipher.default())
+
+    @cached_property
+    def audit(self) -> SqlAlchemyAuditRepository:
+        """The audit log, read-only (plus ``prune``): ``uow.audit.list(filters)``."""
+        from app.repositories import SqlAlchemyAuditRepository
+
+        return SqlAlchemyAuditRepository(self.session)
 
     @cached_property
     def prompts(self) -> SqlAlchemyPromptRepository:

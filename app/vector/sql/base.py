@@ -25,6 +25,7 @@ from app.errors import (
     UnsupportedFeatureError,
     translate_errors,
 )
+from app.repositories import audit
 from app.repositories.bulk_insert import insert_with_columns
 from app.repositories.validation import columns_of
 from app.vector.port import (
@@ -166,6 +167,8 @@ class SqlVectorIndex:
             for dimension, items, matrix in prepared:
                 await self._write(session, table, dimension, items, matrix)
             await self._written(session, collection)
+            fields = [embedding_column(dimension) for dimension in groups]
+            audit.record(session, table, "vector_upsert", latest, fields=fields)
         return len(latest)
 
     async def _check_rows_exist(self, session: AsyncSession, table: str, ids: list[int]) -> None:
@@ -244,6 +247,10 @@ class SqlVectorIndex:
                 await insert_with_columns(session, columns, entities, extra)
             if bump and extra:
                 await self._written(session, collection)
+            if audit.recorder_of(session) is not None:
+                fields = audit.given_fields(columns.attr_of, entities) | set(extra)
+                ids = [entity.id for entity in entities]
+                audit.record(session, table, "insert", ids, fields=fields)
 
     async def written(self, collection: str) -> None:
         """Announce vector writes made in this transaction (``add_with_vectors(bump=False)``)."""
@@ -301,6 +308,8 @@ class SqlVectorIndex:
                     "WHERE id IN :ids"
                 ).bindparams(sa.bindparam("ids", expanding=True))
                 await session.execute(statement, {"ids": ids[start : start + _ID_BATCH]})
+        if ids:
+            audit.record(session, table, "vector_delete", ids, fields=columns)
         return len(ids)
 
     async def count(self, collection: str, filters: Mapping[str, Any] | None = None) -> int:
