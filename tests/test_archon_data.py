@@ -126,13 +126,6 @@ async def test_postgres_gets_archons_triggers_security_and_url_check(
         "SELECT relname FROM pg_class WHERE relrowsecurity AND relname LIKE 'archon_%'",
     )
     assert WORK_ORDER_TABLES <= {r[0] for r in secured}
-    roles = {
-        r[0]
-        for r in await fetch_all(
-            fresh,
-            "SELECT rolname FROM pg_roles WHERE rolname IN ('service_role', 'authenticated')",
-        )
-    }
     policies = await fetch_all(
         fresh,
         "SELECT tablename, policyname FROM pg_policies WHERE tablename = ANY(:tables)",

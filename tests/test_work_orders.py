@@ -104,6 +104,16 @@ class TestConfiguredRepositories:
                         [ConfiguredRepositoryFactory.build(repository_url="github.com/a/b")],
                         on=["repository_url"],
                     )
+                with pytest.raises(InvalidInputError, match="default_sandbox_type"):
+                    await repos.update_where({"id": repo.id}, {"default_sandbox_type": "e2b"})
+                with pytest.raises(InvalidInputError, match="repository_url"):
+                    await repos.update_all({"repository_url": "https://gitlab.com/a/b"})
+                with pytest.raises(InvalidInputError, match="repository_url"):
+                    await repos.upsert_many(
+                        [ConfiguredRepositoryFactory.build(repository_url="github.com/a/b")],
+                        on=["repository_url"],
+                        returning=True,
+                    )
             assert sent == []
 
     async def test_a_url_is_configured_once(self, layer: DataLayer) -> None:

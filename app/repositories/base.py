@@ -603,7 +603,7 @@ class SqlAlchemyRepository(Generic[T]):
             fields = self._column_names(checked)
             record(self.session, self.table.name, "update", [key], fields=fields)
 
-    def _column_names(self, checked: Mapping[str, Any]) -> list[str]:
+    def _column_names(self, checked: Mapping[str, Any]) -> builtins.list[str]:
         """The column names of the attributes an update sets (what the audit log records)."""
         name_of = {attr: name for name, attr in self.columns.attr_of.items()}
         return [name_of[attr] for attr in checked]

@@ -66,17 +66,15 @@ class _RuledRepository(SqlAlchemyRepository[T]):
         """Insert all of ``entities`` or none, once every rule holds."""
         return await super().add_many(self._check_entities(entities))
 
-    async def update(self, id: Any, values: Mapping[str, Any]) -> T:
-        """Set ``values`` on the entity ``id``, once every rule holds."""
+    def _checked_update(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """``update``, ``update_where`` and ``update_all`` values, once every rule holds."""
         if isinstance(values, Mapping):
             self._check(values)
-        return await super().update(id, values)
+        return super()._checked_update(values)
 
-    async def upsert_many(
-        self, entities: Iterable[T], *, on: Sequence[str], update: Sequence[str] | None = None
-    ) -> int:
-        """Insert or update on ``on``, once every rule holds."""
-        return await super().upsert_many(self._check_entities(entities), on=on, update=update)
+    async def _before_upsert(self, items: builtins.list[T]) -> None:
+        """Every upserted entity, once every rule holds."""
+        self._check_entities(items)
 
 
 class SqlAlchemyConfiguredRepositoryRepository(_RuledRepository[ConfiguredRepository]):
