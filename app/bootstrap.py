@@ -13,6 +13,7 @@ from app.config import Settings, get_settings
 from app.engines import create_engine_for
 from app.errors import translate_errors
 from app.repositories.lease import LeasingSession
+from app.uow.principal import check_row_level_security
 from app.uow.sqlalchemy import SqlAlchemyUnitOfWork, run_in_transaction
 from app.vector.factory import create_vector_index, store_feed, unit_of_work_binder
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from app.crypto import CredentialCipher
     from app.domain import Source
     from app.ingest import IngestReport, Item
+    from app.security import Principal
     from app.vector.outbox.feed import StoreFeed
     from app.vector.outbox.reconcile import CollectionCheck, Progress, RebuildReport
     from app.vector.outbox.table import DrainReport
@@ -55,9 +57,17 @@ class DataLayer:
         return self.engine.dialect.name
 
     def uow(
-        self, *, read_only: bool = False, isolation_level: str | None = None
+        self,
+        *,
+        read_only: bool = False,
+        isolation_level: str | None = None,
+        principal: Principal | None = None,
     ) -> SqlAlchemyUnitOfWork:
-        """A new Unit of Work; ``read_only`` ones may be served by a read replica."""
+        """A new Unit of Work; ``read_only`` ones may be served by a read replica; with a
+        ``principal`` its transactions run as that PostgreSQL role and JWT claims, under
+        row-level security (``app.uow.principal``)."""
+        if principal is not None:
+            check_row_level_security(str(self.settings.database_type), self.dialect_name)
         maker = next(self._next_reader) if read_only else self._sessionmaker
         return SqlAlchemyUnitOfWork(
             maker,
@@ -65,6 +75,7 @@ class DataLayer:
             isolation_level=isolation_level,
             cipher=self.cipher,
             vector_binder=self._vector_binder,
+            principal=principal,
         )
 
     async def run_in_transaction(

@@ -24,6 +24,7 @@ from app.errors import (
 )
 from app.repositories.lease import LEASE, Lease, LeasingSession, connected
 from app.repositories.state import FAILED, ROWS_CHANGED, check_usable, failed_message
+from app.uow.principal import run_as
 
 if TYPE_CHECKING:
     from app.crypto import CredentialCipher
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
         SqlAlchemySourceRepository,
         SqlAlchemyTaskRepository,
     )
+    from app.security import Principal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -64,6 +66,7 @@ class SqlAlchemyUnitOfWork:
         isolation_level: str | None = None,
         cipher: CredentialCipher | None = None,
         vector_binder: Callable[[SqlAlchemyUnitOfWork], Any] | None = None,
+        principal: Principal | None = None,
     ) -> None:
         if isolation_level is not None and isolation_level.upper() not in ISOLATION_LEVELS:
             raise InvalidInputError(
@@ -75,6 +78,7 @@ class SqlAlchemyUnitOfWork:
         self.isolation_level = isolation_level.upper() if isolation_level else None
         self._cipher = cipher
         self._vector_binder = vector_binder
+        self.principal = principal
         self._session: AsyncSession | None = None
         self._after_commit: list[AfterCommit] = []
 
@@ -97,12 +101,19 @@ class SqlAlchemyUnitOfWork:
         options: dict[str, Any] = {}
         if self.isolation_level:
             options["isolation_level"] = self.isolation_level
+        elif autocommit and self.principal is not None:
+            # The role and claims last as long as a transaction: a reader gets one.
+            autocommit, options["isolation_level"] = False, "READ COMMITTED"
         if self.read_only and bind.dialect.name == "postgresql" and not autocommit:
             options["postgresql_readonly"] = True
+        if self.principal is not None:
+            # Every transaction of the session begins as the principal; no lease, whose
+            # connection would begin without the session.
+            run_as(session, self.principal)
         if options:
             with translate_errors("opening the transaction"):
                 await session.connection(execution_options=options)
-        elif isinstance(session.sync_session, LeasingSession):
+        elif self.principal is None and isinstance(session.sync_session, LeasingSession):
             # Statements on the driver path may take the connection without the session.
             session.info[LEASE] = Lease(session)
         return self
