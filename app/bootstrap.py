@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from app.crypto import CredentialCipher
     from app.domain import Source
     from app.ingest import IngestReport, Item
+    from app.metrics.report import LayerStats
     from app.security import Principal
     from app.vector.outbox.feed import StoreFeed
     from app.vector.outbox.reconcile import CollectionCheck, Progress, RebuildReport
@@ -246,6 +247,13 @@ class DataLayer:
         from app.ingest import ingest
 
         return await ingest(self, source, items, **options)
+
+    async def stats(self) -> LayerStats:
+        """Per engine: pool size, checked out, overflow, waits, statements, slow statements and
+        errors by class; replicas' lag; the vector outbox backlog (see ``app.metrics``)."""
+        from app.metrics.report import collect
+
+        return await collect(self)
 
     async def aclose(self) -> None:
         """Dispose of every engine and client."""

@@ -20,6 +20,7 @@ from app.config import DatabaseType, Settings, mask_url
 from app.driver_logs import hide_driver_parameters
 from app.errors import ConfigurationError
 from app.filter_eval import json_contains
+from app.metrics.counters import instrument
 
 log = logging.getLogger("app.sql")
 AUTOCOMMIT = "archon_autocommit"  # execution option marking engines of autocommit readers
@@ -103,6 +104,7 @@ def create_engine_for(url: str, settings: Settings, *, read_only: bool = False) 
         _mysql_statement_timeout(engine, settings.database_statement_timeout)
     if backend == "sqlite" and settings.database_statement_timeout is not None:
         _sqlite_statement_timeout(engine, settings.database_statement_timeout)
+    instrument(engine, settings.slow_query_threshold_ms)  # layer.stats(): counters only
     if settings.enable_query_logging:
         _install_query_logging(engine, settings.slow_query_threshold_ms)
     log.debug("engine created for %s", mask_url(url))
