@@ -72,7 +72,9 @@ async def collect(layer: DataLayer) -> LayerStats:
         slow_statement_ms=layer.settings.slow_query_threshold_ms,
         engines=engines,
         replicas=await _with_lag(layer, replicas),
-        outbox_backlog=await outbox_backlog(layer.engine),
+        # The primary's own reader where there is one: on SQLite the primary's transactions
+        # take the write lock, which a Unit of Work of this process may hold.
+        outbox_backlog=await outbox_backlog(dict(named).get("reader", layer.engine)),
     )
 
 
@@ -138,4 +140,4 @@ async def outbox_backlog(engine: AsyncEngine) -> int:
     return int(count or 0)
 
 
-__all__ = ["EngineStats", "LayerStats", "ReplicaStats", "collect", "engines_of"]
+__all__ = ["EngineStats", "LayerStats", "ReplicaStats", "collect", "engine_stats", "engines_of"]
