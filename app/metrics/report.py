@@ -10,16 +10,22 @@ shows its own by serving ``layer.stats()`` from an endpoint.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.errors import translate_errors
+from app.config import Settings
 from app.metrics.counters import metrics_of
 
-if TYPE_CHECKING:
-    from app.bootstrap import DataLayer
+
+class Layer(Protocol):
+    """What the stats read of a data layer."""
+
+    settings: Settings
+    engine: AsyncEngine
+    read_engines: list[AsyncEngine]
 
 
 @dataclass(frozen=True)
@@ -62,7 +68,7 @@ class LayerStats:
         return asdict(self)
 
 
-async def collect(layer: DataLayer) -> LayerStats:
+async def collect(layer: Layer) -> LayerStats:
     """The layer's stats now."""
     named = engines_of(layer)
     engines = [engine_stats(name, engine) for name, engine in named]
@@ -78,7 +84,7 @@ async def collect(layer: DataLayer) -> LayerStats:
     )
 
 
-def engines_of(layer: DataLayer) -> list[tuple[str, AsyncEngine]]:
+def engines_of(layer: Layer) -> list[tuple[str, AsyncEngine]]:
     """The layer's engines by name: primary, then reader or replicas."""
     settings = layer.settings
     replicas = bool(settings.enable_read_replicas and settings.database_read_urls)
@@ -108,7 +114,7 @@ def engine_stats(name: str, engine: AsyncEngine) -> EngineStats:
     )
 
 
-async def _with_lag(layer: DataLayer, replicas: list[ReplicaStats]) -> list[ReplicaStats]:
+async def _with_lag(layer: Layer, replicas: list[ReplicaStats]) -> list[ReplicaStats]:
     """The replicas with their lag, where the layer measures it (``replica_status()``)."""
     status = getattr(layer, "replica_status", None)
     if status is None or not replicas:
