@@ -85,10 +85,13 @@ class DataLayer:
         *,
         attempts: int = 5,
         isolation_level: str | None = None,
+        principal: Principal | None = None,
     ) -> T:
         """Run ``work(uow)`` and commit, retrying on serialization failures and deadlocks."""
         return await run_in_transaction(
-            lambda: self.uow(isolation_level=isolation_level), work, attempts=attempts
+            lambda: self.uow(isolation_level=isolation_level, principal=principal),
+            work,
+            attempts=attempts,
         )
 
     async def migrate(self, revision: str = "head") -> None:

@@ -113,6 +113,23 @@ async def test_the_role_applies_to_what_the_role_may_not_do(layer, notes) -> Non
 
 
 @pytest.mark.backends(*POSTGRES)
+async def test_a_role_that_does_not_exist_is_refused_by_the_server(layer) -> None:
+    async with layer.uow(principal=Principal("archon_rls_nobody")) as uow:
+        with pytest.raises(DataLayerError, match="archon_rls_nobody"):
+            await uow.projects.count()
+
+
+@pytest.mark.backends(*POSTGRES)
+async def test_run_in_transaction_as_a_principal(layer, notes) -> None:
+    async def work(uow) -> list[int]:
+        await uow.session.execute(sa.text("INSERT INTO rls_notes VALUES (200, 'carol')"))
+        return await _visible(uow)
+
+    seen = await layer.run_in_transaction(work, principal=Principal(EDITOR, {"sub": "carol"}))
+    assert seen == [*_owned("carol"), 200]
+
+
+@pytest.mark.backends(*POSTGRES)
 async def test_repositories_read_through_the_policies(layer, sql) -> None:
     """The repositories' own statements (the driver path included) run as the principal."""
     await _make_roles(sql)

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.errors import translate_errors
 from app.config import Settings
+from app.errors import translate_errors
 from app.metrics.counters import metrics_of
 
 
