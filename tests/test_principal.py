@@ -38,7 +38,11 @@ async def _make_roles(sql) -> None:
             f"DO $$ BEGIN CREATE ROLE {role} NOLOGIN; "
             "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
         )
-        await sql.execute(f"GRANT {role} TO CURRENT_USER")
+        # SET ROLE needs membership (a superuser has it already: nothing to grant, nor to race).
+        await sql.execute(
+            f"DO $$ BEGIN IF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN "
+            f"GRANT {role} TO CURRENT_USER; END IF; END $$"
+        )
 
 
 @pytest.fixture
