@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from app.cli import _register
 from app.cli import app as cli
 from app.domain import Project
-from app.errors import ConflictError, DataLayerError
+from app.errors import BackendUnavailableError, ConflictError, DataLayerError
 from app.metrics.prometheus import render
 from app.metrics.report import EngineStats, LayerStats, ReplicaStats, engine_stats, engines_of
 from app.repositories.driver import runner
@@ -178,6 +178,30 @@ async def test_replicas_are_listed_with_their_lag(make_layer, backend) -> None:
     layer.replica_status = replica_status
     lags = [r.lag_seconds for r in (await layer.stats()).replicas]
     assert lags == [0.25, 3.0]
+
+
+@pytest.mark.parametrize("url", ["postgresql+asyncpg://archon@127.0.0.1:1/archon",
+                                 "mysql+aiomysql://archon@127.0.0.1:1/archon"])  # fmt: skip
+async def test_a_server_that_cannot_be_reached_is_counted_and_stats_still_answer(url) -> None:
+    from app.bootstrap import bootstrap
+    from app.config import Settings
+
+    layer = bootstrap(Settings(_env_file=None, database_url=url, vector_database="exact"))
+    try:
+        with pytest.raises(BackendUnavailableError):
+            async with layer.uow() as uow:
+                await uow.projects.count()
+        stats = await layer.stats()  # the outbox cannot be counted: the rest is reported
+        assert stats.outbox_backlog is None
+        assert stats.engines[0].errors == {"BackendUnavailableError": 1}
+        assert stats.engines[0].checked_out == 0
+        exposition = parse_exposition(render(stats))
+        assert "archon_db_outbox_backlog" not in exposition
+        assert exposition["archon_db_errors_total"] == [
+            ('archon_db_errors_total{engine="primary",class="BackendUnavailableError"} 1', 1)
+        ]
+    finally:
+        await layer.aclose()
 
 
 # -- Prometheus' text format ------------------------------------------------------------------

@@ -71,5 +71,6 @@ def _print(found: LayerStats) -> None:
     for replica in found.replicas:
         lag = "not measured" if replica.lag_seconds is None else f"{replica.lag_seconds:.3f} s"
         out.print(f"[bold]{replica.engine}[/] lag: {lag}")
-    out.print(f"[bold]vector outbox backlog:[/] {found.outbox_backlog}")
+    backlog = "unknown (the database did not answer)" if found.outbox_backlog is None else None
+    out.print(f"[bold]vector outbox backlog:[/] {backlog or found.outbox_backlog}")
     out.print("[dim]counters are this process's own; a service serves its own layer.stats()[/]")

@@ -3,7 +3,7 @@
 One ``# HELP`` and one ``# TYPE`` line per metric, then its samples; counters end in ``_total``
 (seconds in ``_seconds_total``); labels ``engine`` (primary, reader, replica-N), ``class`` (the
 ``DataLayerError`` class of an error) and ``replica``. A replica whose lag is not measured has no
-lag sample.
+lag sample, and the outbox backlog has none when the database could not be asked.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def render(stats: LayerStats) -> str:
         "outbox_backlog",
         "gauge",
         "Vector operations an external store has still to be told.",
-        [({}, stats.outbox_backlog)],
+        [({}, stats.outbox_backlog)] if stats.outbox_backlog is not None else [],
     )
     return "\n".join(lines) + "\n"
 

@@ -9,6 +9,7 @@ shows its own by serving ``layer.stats()`` from an endpoint.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -16,8 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
-from app.errors import translate_errors
+from app.errors import DataLayerError, translate_errors
 from app.metrics.counters import metrics_of
+
+log = logging.getLogger(__name__)
 
 
 class Layer(Protocol):
@@ -61,7 +64,9 @@ class LayerStats:
     slow_statement_ms: float
     engines: list[EngineStats]
     replicas: list[ReplicaStats]
-    outbox_backlog: int  # vector operations an external store has still to be told
+    # Vector operations an external store has still to be told; None: the database could not be
+    # asked (the pools and counters are reported all the same, when they matter most).
+    outbox_backlog: int | None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values (JSON as it is)."""
@@ -80,7 +85,7 @@ async def collect(layer: Layer) -> LayerStats:
         replicas=await _with_lag(layer, replicas),
         # The primary's own reader where there is one: on SQLite the primary's transactions
         # take the write lock, which a Unit of Work of this process may hold.
-        outbox_backlog=await outbox_backlog(dict(named).get("reader", layer.engine)),
+        outbox_backlog=await _backlog_if_reachable(dict(named).get("reader", layer.engine)),
     )
 
 
@@ -131,6 +136,14 @@ def _lag(status: Any) -> float | None:
     if value is None:
         value = getattr(status, "lag_seconds", None)
     return float(value) if isinstance(value, int | float) else None
+
+
+async def _backlog_if_reachable(engine: AsyncEngine) -> int | None:
+    try:
+        return await outbox_backlog(engine)
+    except DataLayerError as exc:
+        log.warning("stats: could not count the vector outbox: %s", exc)
+        return None
 
 
 async def outbox_backlog(engine: AsyncEngine) -> int:
