@@ -14,6 +14,7 @@ from app.engines import create_engine_for
 from app.errors import translate_errors
 from app.replicas import Replica, ReplicaRouter
 from app.repositories.lease import LeasingSession
+from app.uow.principal import check_row_level_security
 from app.uow.sqlalchemy import SqlAlchemyUnitOfWork, run_in_transaction
 from app.vector.factory import create_vector_index, store_feed, unit_of_work_binder
 
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from app.crypto import CredentialCipher
     from app.domain import Source
     from app.ingest import IngestReport, Item
+    from app.metrics.report import LayerStats
+    from app.security import Principal
     from app.vector.outbox.feed import StoreFeed
     from app.vector.outbox.reconcile import CollectionCheck, Progress, RebuildReport
     from app.vector.outbox.table import DrainReport
@@ -72,12 +75,16 @@ class DataLayer:
         read_only: bool = False,
         isolation_level: str | None = None,
         actor: str | None = None,
+        principal: Principal | None = None,
     ) -> SqlAlchemyUnitOfWork:
         """A new Unit of Work; ``read_only`` ones may be served by a read replica.
 
         ``actor`` (default ``system``) is who the audit log names for its writes when
-        ``ENABLE_AUDIT_LOG`` is on.
+        ``ENABLE_AUDIT_LOG`` is on. With a ``principal`` its transactions run as that PostgreSQL
+        role and JWT claims, under row-level security (``app.uow.principal``).
         """
+        if principal is not None:
+            check_row_level_security(str(self.settings.database_type), self.dialect_name)
         maker = next(self._next_reader) if read_only else self._sessionmaker
         replicas = self._replicas
         return SqlAlchemyUnitOfWork(
@@ -90,6 +97,7 @@ class DataLayer:
             on_commit=replicas.wrote if replicas is not None else None,
             actor=actor,
             audit=self.settings.enable_audit_log,
+            principal=principal,
         )
 
     async def replica_status(self) -> list[dict[str, Any]]:
@@ -107,10 +115,13 @@ class DataLayer:
         attempts: int = 5,
         isolation_level: str | None = None,
         actor: str | None = None,
+        principal: Principal | None = None,
     ) -> T:
         """Run ``work(uow)`` and commit, retrying on serialization failures and deadlocks."""
         return await run_in_transaction(
-            lambda: self.uow(isolation_level=isolation_level, actor=actor), work, attempts=attempts
+            lambda: self.uow(isolation_level=isolation_level, actor=actor, principal=principal),
+            work,
+            attempts=attempts,
         )
 
     async def migrate(self, revision: str = "head") -> None:
@@ -269,6 +280,13 @@ class DataLayer:
         from app.ingest import ingest
 
         return await ingest(self, source, items, **options)
+
+    async def stats(self) -> LayerStats:
+        """Per engine: pool size, checked out, overflow, waits, statements, slow statements and
+        errors by class; replicas' lag; the vector outbox backlog (see ``app.metrics``)."""
+        from app.metrics.report import collect
+
+        return await collect(self)
 
     async def aclose(self) -> None:
         """Dispose of every engine and client."""

@@ -21,6 +21,7 @@ from app.driver_logs import hide_driver_parameters
 from app.errors import ConfigurationError
 from app.failover import primary_readers_url
 from app.filter_eval import json_contains
+from app.metrics.counters import instrument
 from app.urls import url_hosts
 
 log = logging.getLogger("app.sql")
@@ -114,6 +115,7 @@ def create_engine_for(
         _mysql_statement_timeout(engine, settings.database_statement_timeout)
     if backend == "sqlite" and settings.database_statement_timeout is not None:
         _sqlite_statement_timeout(engine, settings.database_statement_timeout)
+    instrument(engine, settings.slow_query_threshold_ms)  # layer.stats(): counters only
     if settings.enable_query_logging:
         _install_query_logging(engine, settings.slow_query_threshold_ms)
     log.debug("engine created for %s", mask_url(url))

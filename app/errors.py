@@ -150,6 +150,12 @@ def translate_errors(action: str = "database operation") -> Iterator[None]:
         kind = classify(exc)
         detail = scrub(str(exc.orig)).strip().splitlines()[0] if exc.orig else ""
         raise kind(f"{action} failed: {_ADVICE[kind]} ({detail})") from exc
+    except sa_exc.TimeoutError as exc:  # the pool's: every connection in use all that time
+        raise BackendUnavailableError(
+            f"{action} failed: no pooled connection came free within DATABASE_POOL_TIMEOUT "
+            "(every one was in use): raise DATABASE_POOL_SIZE, or hold Units of Work open for "
+            f"less time ({exc})"
+        ) from exc
     except (OSError, ConnectionError, TimeoutError) as exc:
         raise BackendUnavailableError(
             f"{action} failed: {_ADVICE[BackendUnavailableError]} ({scrub(str(exc))})"

@@ -46,7 +46,7 @@ def _register() -> None:
     if _registered:  # tests register before invoking; main() must not add the groups twice
         return
     _registered = True
-    from app.cli import audit, data, doctor, migrate, vectors
+    from app.cli import audit, data, doctor, migrate, stats, vectors
 
     app.add_typer(migrate.app, name="migrate")
     app.add_typer(vectors.app, name="vectors")
@@ -54,6 +54,7 @@ def _register() -> None:
     app.command()(data.ingest)
     app.command()(data.search)
     app.command()(doctor.doctor)
+    app.command()(stats.stats)
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.util import LRUCache
 
 from app.engines import DRIVER_STATEMENTS
+from app.metrics.counters import clock, metrics_of
 from app.repositories.lease import Lease
 
 Rows = list[Sequence[Any]]
@@ -217,6 +218,7 @@ class Runner:
         if cache is None:
             cache = dialect.__dict__[_CACHE] = StatementCache(dialect)
         self.cache: StatementCache = cache
+        self.metrics = metrics_of(dialect)  # statements on this path count as SQLAlchemy's do
 
     async def fetch(
         self,
@@ -275,16 +277,24 @@ class Runner:
                    ) -> Any:  # fmt: skip
         connection, fairy = await held_connection(self.session)
         adapted = fairy.dbapi_connection
+        metrics = self.metrics
         try:
             if on is not None:
                 await on(fairy)
             if self.driver.begin is not None:
                 await self.driver.begin(adapted)
-            return await call(fairy.driver_connection, sql, args)
+            started = clock()
+            try:
+                return await call(fairy.driver_connection, sql, args)
+            finally:
+                if metrics is not None:
+                    metrics.observe(clock() - started)
         except Exception as error:
             wrapped = _wrapped(self.dialect, adapted, sql, args, error)
             if wrapped is None:
                 raise
+            if metrics is not None:
+                metrics.failed(wrapped)
             if wrapped.connection_invalidated:
                 await connection.invalidate(wrapped)
             raise wrapped from error

@@ -26,6 +26,7 @@ from app.repositories.audit import AUDIT, AuditRecorder, check_actor, forget, fo
 from app.repositories.audit import write_entries as write_audit_entries
 from app.repositories.lease import LEASE, Lease, LeasingSession, connected
 from app.repositories.state import FAILED, ROWS_CHANGED, check_usable, failed_message
+from app.uow.principal import run_as
 
 if TYPE_CHECKING:
     from app.crypto import CredentialCipher
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
         SqlAlchemySourceRepository,
         SqlAlchemyTaskRepository,
     )
+    from app.security import Principal
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,6 +77,7 @@ class SqlAlchemyUnitOfWork:
         on_commit: Callable[[], None] | None = None,
         actor: str | None = None,
         audit: bool = False,
+        principal: Principal | None = None,
     ) -> None:
         """``choose`` picks the sessionmaker when the Unit of Work opens (a healthy read
         replica); ``on_commit`` is told of each commit (reads then follow the writes)."""
@@ -90,6 +93,7 @@ class SqlAlchemyUnitOfWork:
         self._vector_binder = vector_binder
         self._choose = choose
         self._on_commit = on_commit
+        self.principal = principal
         self._session: AsyncSession | None = None
         self._after_commit: list[AfterCommit] = []
         self.actor = check_actor(actor)
@@ -118,12 +122,19 @@ class SqlAlchemyUnitOfWork:
         options: dict[str, Any] = {}
         if self.isolation_level:
             options["isolation_level"] = self.isolation_level
+        elif autocommit and self.principal is not None:
+            # The role and claims last as long as a transaction: a reader gets one.
+            autocommit, options["isolation_level"] = False, "READ COMMITTED"
         if self.read_only and bind.dialect.name == "postgresql" and not autocommit:
             options["postgresql_readonly"] = True
+        if self.principal is not None:
+            # Every transaction of the session begins as the principal; no lease, whose
+            # connection would begin without the session.
+            run_as(session, self.principal)
         if options:
             with translate_errors("opening the transaction"):
                 await session.connection(execution_options=options)
-        elif isinstance(session.sync_session, LeasingSession):
+        elif self.principal is None and isinstance(session.sync_session, LeasingSession):
             # Statements on the driver path may take the connection without the session.
             session.info[LEASE] = Lease(session)
         return self
