@@ -48,7 +48,8 @@ class DataLayer:
         read replica, which serve read-only Units of Work while healthy (``app.replicas``)."""
         self.settings = settings
         self.engine = engine
-        self.read_engines = [e for _, e in replica_engines] + read_engines
+        self.replica_engines = [e for _, e in replica_engines]
+        self.read_engines = self.replica_engines + read_engines
         self.cipher = cipher
         self._sessionmaker = _sessionmaker(engine)
         self._read_sessionmakers = [_sessionmaker(e) for e in read_engines] or [self._sessionmaker]

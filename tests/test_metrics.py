@@ -169,7 +169,7 @@ async def test_outbox_backlog_counts_pending_vector_operations(layer, sql) -> No
 async def test_replicas_are_listed_with_their_lag(make_layer, backend) -> None:
     layer = await make_layer(enable_read_replicas=True, database_read_urls=[backend.url] * 2)
     stats = await layer.stats()
-    assert [e.engine for e in stats.engines] == ["primary", "replica-1", "replica-2"]
+    assert [e.engine for e in stats.engines] == ["primary", "reader", "replica-1", "replica-2"]
     assert stats.replicas == [ReplicaStats("replica-1"), ReplicaStats("replica-2")]
 
     async def replica_status() -> list[dict[str, float]]:  # what a layer that measures lag offers

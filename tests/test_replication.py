@@ -243,6 +243,10 @@ async def test_a_lagging_replica_is_visible_and_skipped(
         behind = status[lagging.url.replace("postgresql", "postgresql+asyncpg")]
         assert behind["lag_seconds"] > 0.5
         assert "DATABASE_REPLICA_MAX_LAG" in behind["skipped_reason"]
+        # layer.stats() reports the lag of each replica, in DATABASE_READ_URLS' order.
+        lags = [replica.lag_seconds for replica in (await layer.stats()).replicas]
+        assert lags[0] is not None and lags[0] > 0.5, lags
+        assert lags[1] is not None and lags[1] < 0.5, lags
         assert [await served_by(layer) for _ in range(4)] == [other.port] * 4
         doctor = dict(await database_rows(layer))
         assert doctor["read replicas"] == "2"

@@ -29,6 +29,7 @@ class Layer(Protocol):
     settings: Settings
     engine: AsyncEngine
     read_engines: list[AsyncEngine]
+    replica_engines: list[AsyncEngine]
 
 
 @dataclass(frozen=True)
@@ -90,12 +91,12 @@ async def collect(layer: Layer) -> LayerStats:
 
 
 def engines_of(layer: Layer) -> list[tuple[str, AsyncEngine]]:
-    """The layer's engines by name: primary, then reader or replicas."""
-    settings = layer.settings
-    replicas = bool(settings.enable_read_replicas and settings.database_read_urls)
+    """The layer's engines by name: primary, the primary's reader, then the replicas (in
+    ``DATABASE_READ_URLS``' order)."""
+    replicas = layer.replica_engines
     named = [("primary", layer.engine)]
-    for n, engine in enumerate(layer.read_engines, start=1):
-        named.append((f"replica-{n}" if replicas else "reader", engine))
+    named += [("reader", e) for e in layer.read_engines if not any(e is r for r in replicas)]
+    named += [(f"replica-{n}", engine) for n, engine in enumerate(replicas, start=1)]
     return named
 
 
