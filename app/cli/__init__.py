@@ -46,10 +46,11 @@ def _register() -> None:
     if _registered:  # tests register before invoking; main() must not add the groups twice
         return
     _registered = True
-    from app.cli import data, doctor, migrate, vectors
+    from app.cli import data, doctor, migrate, sources, vectors
 
     app.add_typer(migrate.app, name="migrate")
     app.add_typer(vectors.app, name="vectors")
+    app.add_typer(sources.app, name="sources")
     app.command()(data.ingest)
     app.command()(data.search)
     app.command()(doctor.doctor)
