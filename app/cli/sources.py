@@ -74,11 +74,15 @@ def list_sources(
         out.print("no sources", highlight=False)
         return
     table = Table(title="Sources", title_justify="left")
-    for column in ("id", "title", "pages", "chunks", "code examples", "updated"):
-        table.add_column(column, justify="right" if column in ("pages", "chunks") else "left")
+    table.add_column("id", no_wrap=True, min_width=16)
+    table.add_column("title", overflow="fold")
+    for column in ("pages", "chunks", "code examples"):
+        table.add_column(column, justify="right")
+    table.add_column("updated", no_wrap=True)
     for line in lines:
+        updated = line.updated_at[:16].replace("T", " ")  # to the minute, in UTC
         table.add_row(line.source_id, escape(line.title), str(line.pages), str(line.chunks),
-                      str(line.code_examples), line.updated_at)  # fmt: skip
+                      str(line.code_examples), updated)  # fmt: skip
     out.print(table)
 
 
