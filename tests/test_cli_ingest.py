@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import random
 import sqlite3
 import subprocess
@@ -20,6 +21,7 @@ from typer.testing import CliRunner, Result
 from app.cli import _register
 from app.cli import app as cli
 from app.documents import source_id_for
+from app.memory import _glibc, limit_arenas, release_free_memory
 from tests.test_cli import DOCS, invoke, said
 
 VECTORS = ("chroma", "exact")
@@ -254,3 +256,10 @@ def test_ingest_memory_does_not_grow_with_the_folder(tmp_path: Path) -> None:
 
     small, large = peaks
     assert large - small < GROWTH_MARGIN_MB, f"peak {small:.0f} MB, then {large:.0f} MB"
+
+
+def test_the_allocator_hints_work_where_glibc_is() -> None:
+    on_glibc = platform.libc_ver()[0] == "glibc"
+    assert limit_arenas() is on_glibc
+    release_free_memory()  # whether anything was returned depends on the heap; never fails
+    assert _glibc() is None or hasattr(_glibc(), "malloc_trim")

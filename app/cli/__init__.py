@@ -58,5 +58,8 @@ def _register() -> None:
 
 def main() -> None:
     """Entry point of the ``archon-db`` console script."""
+    from app.memory import limit_arenas
+
+    limit_arenas()  # before any thread starts: see app.memory
     _register()
     app()

@@ -33,6 +33,7 @@ from app.errors import (
     translate_errors,
 )
 from app.filters import parse_filters
+from app.memory import release_free_memory
 from app.vector.external.records import PreparedGroup, by_dimension, prepare_group
 from app.vector.outbox.apply import Recorded, apply_recorded
 from app.vector.outbox.hits import CheckedSearch
@@ -293,6 +294,7 @@ async def _drain_batches(feed: Any, batches: list[str]) -> DrainReport:
     report = DrainReport()
     for batch in batches:
         report.add(await drain(feed, batch=batch))
+        release_free_memory()  # what a batch freed, before the store takes more (app.memory)
     return report
 
 
