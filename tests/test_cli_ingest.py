@@ -21,6 +21,8 @@ from typer.testing import CliRunner, Result
 from app.cli import _register
 from app.cli import app as cli
 from app.documents import source_id_for
+from app.errors import InvalidInputError
+from app.folders import documents_of, read_text, scan_folder
 from app.memory import _glibc, limit_arenas, release_free_memory
 from tests.test_cli import DOCS, invoke, said
 
@@ -263,3 +265,21 @@ def test_the_allocator_hints_work_where_glibc_is() -> None:
     assert limit_arenas() is on_glibc
     release_free_memory()  # whether anything was returned depends on the heap; never fails
     assert _glibc() is None or hasattr(_glibc(), "malloc_trim")
+
+
+def test_a_file_that_cannot_be_read_or_changed_since_the_scan(tmp_path: Path) -> None:
+    text, reason = read_text(tmp_path)  # a folder
+    assert text is None and "cannot be read" in str(reason)
+    (tmp_path / "a.md").write_text("# A\n\nfine\n")
+    scan = scan_folder(tmp_path, "kb://")
+    assert [(entry.url, entry.title) for entry in scan.files] == [("kb://a.md", "A")]
+    (tmp_path / "a.md").write_bytes(b"now \x00 binary")
+
+    with pytest.raises(InvalidInputError, match="changed while it was ingested"):
+        list(documents_of(scan))
+
+
+def test_no_sources_yet(env: dict[str, str | None]) -> None:
+    listed = invoke(["sources", "list"], env)
+    assert listed.exit_code == 0 and "no sources" in listed.output
+    assert json.loads(invoke(["sources", "list", "--json"], env).stdout) == []
