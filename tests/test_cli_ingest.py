@@ -6,6 +6,7 @@ and, for Chroma, with the store's own client.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -18,12 +19,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from app.bootstrap import DataLayer
 from app.cli import _register
 from app.cli import app as cli
 from app.documents import source_id_for
 from app.errors import InvalidInputError
 from app.folders import documents_of, read_text, scan_folder
 from app.memory import _glibc, limit_arenas, release_free_memory
+from tests.support import Backend, LayerFactory, Sql
 from tests.test_cli import DOCS, invoke, said
 
 VECTORS = ("chroma", "exact")
@@ -283,3 +286,45 @@ def test_no_sources_yet(env: dict[str, str | None]) -> None:
     listed = invoke(["sources", "list"], env)
     assert listed.exit_code == 0 and "no sources" in listed.output
     assert json.loads(invoke(["sources", "list", "--json"], env).stdout) == []
+
+
+async def test_ingest_refusal_and_sources_on_every_backend(
+    backend: Backend, make_layer: LayerFactory, tmp_path: Path
+) -> None:
+    layer = await make_layer()  # migrates the backend's database
+    env: dict[str, str | None] = {
+        "DATABASE_URL": backend.url, "VECTOR_DATABASE": None, "CHROMA_PATH": None,
+        "CHROMA_URL": None,
+    }  # fmt: skip
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for name, text in DOCS.items():
+        (docs / name).write_text(text)
+
+    def run(*args: str) -> Result:
+        return invoke([*args, "--url", backend.url], env)
+
+    ingest = ["ingest", str(docs), "--url-prefix", f"kb-{tmp_path.name}://"]
+    assert (await asyncio.to_thread(run, *ingest, "--source", "first")).exit_code == 0
+    refused = await asyncio.to_thread(run, *ingest, "--source", "second")
+    assert refused.exit_code == 2 and source_id_for("first") in said(refused)
+    moved = await asyncio.to_thread(run, *ingest, "--source", "second", "--move")
+    assert moved.exit_code == 0, moved.output
+
+    listed = await asyncio.to_thread(run, "sources", "list", "--json")
+    rows = {row["source_id"]: row for row in json.loads(listed.stdout)}
+    second = rows[source_id_for("second")]
+    assert (second["pages"], second["chunks"]) == (3, await _chunks(layer, source_id_for("second")))
+    assert rows[source_id_for("first")]["chunks"] == 0
+
+    deleted = await asyncio.to_thread(run, "sources", "delete", source_id_for("second"), "--yes")
+    assert deleted.exit_code == 0, deleted.output
+    assert await _chunks(layer, source_id_for("second")) == 0
+    assert await Sql(layer).scalar(
+        "SELECT count(*) FROM archon_sources WHERE source_id = :s", s=source_id_for("second")
+    ) == 0
+
+
+async def _chunks(layer: DataLayer, source_id: str) -> int:
+    query = "SELECT count(*) FROM archon_crawled_pages WHERE source_id = :s"
+    return int(await Sql(layer).scalar(query, s=source_id))

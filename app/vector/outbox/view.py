@@ -33,9 +33,8 @@ from app.errors import (
     translate_errors,
 )
 from app.filters import parse_filters
-from app.memory import release_free_memory
 from app.vector.external.records import PreparedGroup, by_dimension, prepare_group
-from app.vector.outbox.apply import Recorded, apply_recorded
+from app.vector.outbox.apply import Recorded, apply_recorded, drain_batches
 from app.vector.outbox.hits import CheckedSearch
 from app.vector.outbox.rows import chunk_fields, fields_of
 from app.vector.outbox.table import QUEUED_BATCH, DrainReport, drain, mask_secrets, outbox
@@ -262,7 +261,7 @@ class StoreView:
         if recorded:
             await self._applying(lambda: apply_recorded(self.feed, recorded))
         if spilled:
-            await self._applying(lambda: _drain_batches(self.feed, spilled))
+            await self._applying(lambda: drain_batches(self.feed, spilled))
 
     async def drain_queued(self) -> None:
         """After a commit that deleted or changed chunk rows: apply what the database queued."""
@@ -287,15 +286,6 @@ class StoreView:
                 "; ".join(report.errors),
             )
         self.last_report = report
-
-
-async def _drain_batches(feed: Any, batches: list[str]) -> DrainReport:
-    """Apply these outbox batches from their rows, page by page."""
-    report = DrainReport()
-    for batch in batches:
-        report.add(await drain(feed, batch=batch))
-        release_free_memory()  # what a batch freed, before the store takes more (app.memory)
-    return report
 
 
 async def _retrying(work: Callable[[], Awaitable[DrainReport]]) -> DrainReport:
