@@ -150,7 +150,7 @@ def hit_json(rank: int, hit: SearchHit) -> dict[str, Any]:
     page = hit.entity
     return {
         "rank": rank,
-        "score": hit.score,
+        "score": float(hit.score),
         "match_type": hit.match_type,
         "id": page.id,
         "source_id": page.source_id,
