@@ -15,6 +15,9 @@ deletes the database queues for them.
 
 ``items`` may be any iterable: it is consumed one batch at a time, so a long crawl never sits in
 memory at once.
+
+A URL whose chunks belong to another source is refused (``InvalidInputError`` naming that source)
+unless ``move=True``, which moves it to this source; the refusal rolls the whole call back.
 """
 
 from __future__ import annotations
@@ -26,22 +29,21 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sqlalchemy as sa
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import instance_state
 
 from app.domain import CodeExample, CrawledPage, Source
 from app.errors import InvalidInputError, translate_errors
+from app.ingest_urls import delete_urls, refuse_other_owners
 from app.repositories import bulk
 from app.repositories.audit import given_fields, record
 from app.repositories.bulk_insert import can_insert_with_columns
-from app.repositories.state import note_changed
 from app.repositories.validation import columns_of, validator_for
 from app.vector.factory import concrete_view, store_feed
 from app.vector.outbox.rows import chunk_fields
 from app.vector.port import VectorRecord, vector_length
 from app.vector.sql.base import SqlVectorIndex
-from app.vector.sql.common import ENTITIES, as_matrix
+from app.vector.sql.common import as_matrix
 
 if TYPE_CHECKING:
     from app.uow.port import UnitsOfWork
@@ -90,8 +92,11 @@ class _Batch:
 class _Ingestion:
     """The state of one ``ingest`` call while its batches go by."""
 
-    def __init__(self, layer: UnitsOfWork, source: Source, embedding_model: str | None) -> None:
+    def __init__(
+        self, layer: UnitsOfWork, source: Source, embedding_model: str | None, move: bool
+    ) -> None:
         self.layer, self.source, self.embedding_model = layer, source, embedding_model
+        self.move = move
         self.kind: type | None = None
         self.dimension: int | None = None
         self.urls: set[str] = set()
@@ -183,13 +188,16 @@ async def ingest(
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_progress: Progress | None = None,
     actor: str | None = None,
+    move: bool = False,
 ) -> IngestReport:
-    """Store ``source`` and replace the chunks of the items' URLs; ``on_progress(done, total)``;
-    ``actor``: who the audit log names for the writes (``ENABLE_AUDIT_LOG``)."""
+    """Store ``source`` and replace the chunks of the items' URLs; ``on_progress(done, total)``.
+
+    ``actor``: who the audit log names for the writes (``ENABLE_AUDIT_LOG``); ``move``: take
+    over URLs whose chunks another source holds (else ``InvalidInputError``)."""
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
     total = len(items) if isinstance(items, Sized) else None
-    run = _Ingestion(layer, source, embedding_model)
+    run = _Ingestion(layer, source, embedding_model, move)
     batches = _batches(items, batch_size)
     # The first batch is checked (and its vector column made sure of) before any write.
     first = next(batches, [])
@@ -300,7 +308,9 @@ async def _write(
     run.urls.update(fresh)
     dialect = (await uow.session.connection()).dialect
     in_row = hasattr(type(vectors), "add_with_vectors") and can_insert_with_columns(dialect)
-    run.replaced += await _delete_urls(uow, run.collection, fresh)
+    if not run.move:
+        await refuse_other_owners(uow.session, run.collection, fresh, run.source.source_id)
+    run.replaced += await delete_urls(uow.session, run.collection, fresh)
     if in_row:
         present = [vector is not None for vector in batch.vectors]
         await vectors.add_with_vectors(run.collection, chunks, batch.matrix, present, bump=False)
@@ -313,21 +323,3 @@ async def _write(
     run.written += len(chunks)
     run.vectors += 0 if batch.matrix is None else len(batch.matrix)
     return chunks if in_row else []
-
-
-async def _delete_urls(uow: SqlAlchemyUnitOfWork, collection: str, urls: list[str]) -> int:
-    """Delete the stored chunks of ``urls``; how many went. Their vectors go with the rows; an
-    external store drops its copies through the deletes the database queues."""
-    if not urls:
-        return 0
-    table = ENTITIES[collection].__table__
-    removed = 0
-    for start in range(0, len(urls), 500):
-        where = table.c.url.in_(urls[start : start + 500])
-        with translate_errors("replacing the chunks of the crawled URLs"):
-            result = await uow.session.execute(sa.delete(table).where(where))
-        removed += int(result.rowcount)  # type: ignore[attr-defined]
-    if removed:
-        note_changed(uow.session, table.name)
-        record(uow.session, table.name, "delete", count=removed)
-    return removed

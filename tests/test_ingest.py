@@ -289,3 +289,28 @@ async def test_a_chunk_given_to_a_session_meanwhile_is_left_to_it(vector_layer: 
     assert sa.inspect(pages[-1]).pending and pages[-1] in other
     assert all(sa.inspect(page).detached for page in pages[:-1])
     other.expunge_all()
+
+
+async def test_urls_of_another_source_are_refused_unless_moved(vector_layer: DataLayer) -> None:
+    sql = Sql(vector_layer)
+    first, second = SourceFactory.build(), SourceFactory.build()
+    shared, new = "https://d.example.com/shared", "https://d.example.com/new"
+    await vector_layer.ingest(first, _items(_pages(first, {shared: 2})))
+    before = await sql.all("SELECT id, source_id FROM archon_crawled_pages ORDER BY id")
+
+    # batch_size=1: the new URL's chunk is written before the shared URL is met.
+    with pytest.raises(InvalidInputError, match=first.source_id) as refused:
+        await vector_layer.ingest(second, _items(_pages(second, {new: 1, shared: 2})), batch_size=1)
+
+    assert "move=True" in str(refused.value) and shared in str(refused.value)
+    assert await sql.all("SELECT id, source_id FROM archon_crawled_pages ORDER BY id") == before
+    count = "SELECT count(*) FROM archon_sources WHERE source_id = :s"
+    assert await sql.scalar(count, s=second.source_id) == 0
+
+    report = await vector_layer.ingest(
+        second, _items(_pages(second, {new: 1, shared: 2}), seed=1), move=True
+    )
+
+    assert (report.replaced, report.written) == (2, 3)
+    owners = await sql.all("SELECT DISTINCT source_id FROM archon_crawled_pages")
+    assert [tuple(row) for row in owners] == [(second.source_id,)]

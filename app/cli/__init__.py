@@ -46,11 +46,12 @@ def _register() -> None:
     if _registered:  # tests register before invoking; main() must not add the groups twice
         return
     _registered = True
-    from app.cli import audit, data, doctor, migrate, stats, vectors
+    from app.cli import audit, data, doctor, migrate, sources, stats, vectors
 
     app.add_typer(migrate.app, name="migrate")
     app.add_typer(vectors.app, name="vectors")
     app.add_typer(audit.app, name="audit")
+    app.add_typer(sources.app, name="sources")
     app.command()(data.ingest)
     app.command()(data.search)
     app.command()(doctor.doctor)
@@ -59,5 +60,8 @@ def _register() -> None:
 
 def main() -> None:
     """Entry point of the ``archon-db`` console script."""
+    from app.memory import limit_arenas
+
+    limit_arenas()  # before any thread starts: see app.memory
     _register()
     app()

@@ -1,4 +1,4 @@
-"""``archon-db ingest PATH --source NAME`` and ``archon-db search "query"``.
+"""``archon-db ingest PATH --source NAME [--move]`` and ``archon-db search "query" [--json]``.
 
 Both embed with the deterministic local embedder (``app.embedding.HashingEmbedder``, 384
 dimensions), so what ``ingest`` stored is what ``search`` compares against.
@@ -6,17 +6,22 @@ dimensions), so what ``ingest`` stored is what ``search`` compares against.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.cli.session import Url, fail, out, require_schema, with_layer
-from app.documents import ingest_documents, read_documents, source_id_for
+from app.cli.session import Url, err, fail, out, require_schema, with_layer
+from app.documents import source_id_for
 from app.embedding import default_embedder
 from app.errors import InvalidInputError
+from app.folders import FolderScan, ingest_folder, scan_folder
 from app.vector.outbox.table import replay_pending
 
 if TYPE_CHECKING:
@@ -34,44 +39,70 @@ def ingest(
         str | None,
         typer.Option(help="URL prefix for the files (default: their file:// URIs)."),
     ] = None,
+    move: Annotated[
+        bool,
+        typer.Option("--move", help="Take over files whose URLs another source holds."),
+    ] = False,
     url: Url = None,
 ) -> None:
-    """Chunk, embed and store Markdown/text files as one source, replacing earlier versions."""
+    """Chunk, embed and store Markdown/text files as one source, replacing earlier versions.
+
+    Streams file by file in one transaction: all files or, on an error, none. Files with a NUL
+    byte or bytes that are not UTF-8, and files of other types, are skipped and named."""
     try:
-        documents = read_documents(path, url_prefix)
+        scan = scan_folder(path, url_prefix)
     except (InvalidInputError, OSError) as exc:
         fail(str(exc))
-    if not documents:
-        fail(f"no .md, .markdown or .txt files under {path}")
+    for skipped in (*scan.skipped, *scan.unsupported):
+        err.print(f"skipped {escape(str(skipped.path))}: {skipped.reason}", highlight=False,
+                  soft_wrap=True)  # fmt: skip
+    if not scan.files:
+        fail(f"no .md, .markdown or .txt files to ingest under {path}{_left_out(scan)}")
     embedder = default_embedder()
 
     async def work(layer: DataLayer) -> IngestReport:
         await require_schema(layer)
         await replay_pending(await layer.vector_feed())
-        with Progress(
-            TextColumn("[bold]{task.description:<10}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=out,
-            transient=False,
-        ) as progress:
-            tasks: dict[str, Any] = {}
-
-            def advance(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = progress.add_task(stage, total=total)
-                progress.update(tasks[stage], completed=done, total=total)
-
-            return await ingest_documents(layer, source, documents, embedder, on_progress=advance)
+        with stage_progress() as advance:
+            return await ingest_folder(
+                layer, source, scan, embedder, on_progress=advance, move=move
+            )
 
     report = with_layer(url, work, must_exist=True)
     out.print(
-        f"source {source!r} ({report.source_id}): {len(documents)} file(s), {report.written} "
-        f"chunk(s) written, {report.replaced} replaced, {report.vectors} vector(s) "
-        f"embedded with {embedder.model_name}",
+        f"source {source!r} ({report.source_id}): {len(scan.files)} file(s){_left_out(scan)}, "
+        f"{report.written} chunk(s) written, {report.replaced} replaced, {report.vectors} "
+        f"vector(s) embedded with {embedder.model_name}",
         highlight=False,
     )
+
+
+def _left_out(scan: FolderScan) -> str:
+    """``, N skipped, M unsupported`` (the files left out), or nothing."""
+    parts = [f"{len(scan.skipped)} skipped"] if scan.skipped else []
+    parts += [f"{len(scan.unsupported)} unsupported"] if scan.unsupported else []
+    return "".join(f", {part}" for part in parts)
+
+
+@contextmanager
+def stage_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar per stage; yields ``advance(stage, done, total)``."""
+    with Progress(
+        TextColumn("[bold]{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=out,
+        transient=False,
+    ) as progress:
+        tasks: dict[str, Any] = {}
+
+        def advance(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(stage, total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        yield advance
 
 
 def search(
@@ -81,6 +112,9 @@ def search(
     source: Annotated[
         str | None, typer.Option("--source", help="Only this source (by name).")
     ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the hits as JSON (a list, best first).")
+    ] = False,
     url: Url = None,
 ) -> None:
     """Search the stored chunks by meaning (vector), by words (keyword) or both (hybrid)."""
@@ -102,10 +136,29 @@ def search(
         )
 
     hits = with_layer(url, work, must_exist=True)
+    if as_json:
+        typer.echo(json.dumps([hit_json(rank, hit) for rank, hit in enumerate(hits, 1)]))
+        return
     if not hits:
         out.print("no results", highlight=False)
         return
     out.print(hits_table(f"{mode} search: {query}", hits))
+
+
+def hit_json(rank: int, hit: SearchHit) -> dict[str, Any]:
+    """One hit as plain JSON values: rank, score, how it matched, the chunk and where from."""
+    page = hit.entity
+    return {
+        "rank": rank,
+        "score": float(hit.score),
+        "match_type": hit.match_type,
+        "id": page.id,
+        "source_id": page.source_id,
+        "url": page.url,
+        "chunk_number": page.chunk_number,
+        "content": page.content,
+        "metadata": page.metadata_,
+    }
 
 
 def hits_table(title: str, hits: list[SearchHit]) -> Table:

@@ -151,6 +151,22 @@ class _ChunkRepository(SqlAlchemyRepository[T]):
                     counts[source_id] = int(n)
         return counts
 
+    async def count_urls_by_source(self, source_ids: Iterable[str]) -> dict[str, int]:
+        """Distinct URLs (documents) per source; absent sources count 0."""
+        wanted = distinct_values("source_ids", source_ids)
+        counts = dict.fromkeys(wanted, 0)
+        source_id, url = self.table.c.source_id, self.table.c.url
+        with translate_errors(f"counting {self._name} URLs per source"):
+            for batch in chunked(wanted):
+                stmt = (
+                    sa.select(source_id, sa.func.count(sa.distinct(url)))
+                    .where(source_id.in_(batch))
+                    .group_by(source_id)
+                )
+                for key, n in (await self.session.execute(stmt)).all():
+                    counts[key] = int(n)
+        return counts
+
 
 class SqlAlchemyCrawledPageRepository(_ChunkRepository[CrawledPage]):
     """``CrawledPageRepository`` over SQLAlchemy."""

@@ -100,6 +100,10 @@ class _ChunkRepository(Repository[T], Protocol):
         """How many chunks each source holds (one grouped query); absent sources count 0."""
         ...
 
+    async def count_urls_by_source(self, source_ids: Iterable[str]) -> dict[str, int]:
+        """How many distinct URLs (documents) each source holds; absent sources count 0."""
+        ...
+
 
 class CrawledPageRepository(_ChunkRepository[CrawledPage], Protocol):
     """``archon_crawled_pages``: document chunks. Embeddings belong to the vector index."""

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain.types import utcnow
 from app.errors import translate_errors
+from app.memory import release_free_memory
 from app.vector.external.records import PreparedGroup, merged
 from app.vector.outbox.sync import write_prepared
 from app.vector.outbox.table import PAGE, DrainReport, applying, drain, mask_secrets, outbox
@@ -60,6 +61,16 @@ async def apply_recorded(feed: Any, recorded: list[Recorded]) -> DrainReport:
     report = DrainReport()
     for batch in dict.fromkeys(r.batch for r in recorded):
         report.add(await drain(feed, batch=batch))
+    return report
+
+
+async def drain_batches(feed: Any, batches: list[str]) -> DrainReport:
+    """Apply these outbox batches from their rows, page by page (a Unit of Work too large to
+    keep its writes in memory)."""
+    report = DrainReport()
+    for batch in batches:
+        report.add(await drain(feed, batch=batch))
+        release_free_memory()  # what a batch freed, before the store takes more (app.memory)
     return report
 
 

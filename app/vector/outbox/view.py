@@ -6,6 +6,10 @@ id (``app.vector.outbox.table``); after the commit the store gets its copy (``ap
 record a store holds is derived from the row (``app.vector.outbox.rows``): a record's own
 ``metadata`` is not kept apart from its row, so the store always answers as the rows would.
 
+What the store must do is kept in memory for the apply only up to ``MEMORY_RECORDS`` records;
+a Unit of Work that writes more (a large ingest) keeps only its outbox batch names, and after the
+commit those batches are drained from the rows page by page, so its memory stays bounded.
+
 Queries go to the store, every hit checked against its row (``app.vector.outbox.hits``). Counts
 are the rows'.
 """
@@ -30,7 +34,7 @@ from app.errors import (
 )
 from app.filters import parse_filters
 from app.vector.external.records import PreparedGroup, by_dimension, prepare_group
-from app.vector.outbox.apply import Recorded, apply_recorded
+from app.vector.outbox.apply import Recorded, apply_recorded, drain_batches
 from app.vector.outbox.hits import CheckedSearch
 from app.vector.outbox.rows import chunk_fields, fields_of
 from app.vector.outbox.table import QUEUED_BATCH, DrainReport, drain, mask_secrets, outbox
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 SCORE_TOLERANCE = 1e-3
 APPLY_ATTEMPTS = 4
 MAX_CANDIDATES = 4096
+# Records a Unit of Work keeps in memory to apply after its commit; beyond, read back from rows.
+MEMORY_RECORDS = 5000
 
 
 class StoreView:
@@ -53,6 +59,8 @@ class StoreView:
         self.rows = feed.rows.bind(uow)
         self.last_report: DrainReport | None = None
         self._recorded: list[Recorded] = []
+        self._kept = 0  # records held by ``_recorded``
+        self._spilled: list[str] = []  # batches applied from their rows after commit
 
     @property
     def capabilities(self) -> Any:
@@ -232,14 +240,28 @@ class StoreView:
         with translate_errors("recording vector writes in the outbox"):
             await self.uow.session.execute(outbox.insert(), rows)
         recorded.rows = len(rows)
-        self._recorded.append(recorded)
+        self._keep(recorded)
         self.uow.after_commit(self.apply)
+
+    def _keep(self, recorded: Recorded) -> None:
+        """Keep ``recorded`` for the apply, or only its batch name once past the memory bound."""
+        if not self._spilled and self._kept + recorded.rows <= MEMORY_RECORDS:
+            self._recorded.append(recorded)
+            self._kept += recorded.rows
+            return
+        # Applying from the rows makes the store hold what they hold now, whatever the order.
+        batches = [r.batch for r in self._recorded] + [recorded.batch]
+        self._spilled.extend(b for b in batches if b not in self._spilled)
+        self._recorded, self._kept = [], 0
 
     async def apply(self) -> None:
         """After commit: apply this Unit of Work's writes to the store."""
-        recorded, self._recorded = self._recorded, []
+        recorded, self._recorded, self._kept = self._recorded, [], 0
+        spilled, self._spilled = self._spilled, []
         if recorded:
             await self._applying(lambda: apply_recorded(self.feed, recorded))
+        if spilled:
+            await self._applying(lambda: drain_batches(self.feed, spilled))
 
     async def drain_queued(self) -> None:
         """After a commit that deleted or changed chunk rows: apply what the database queued."""
