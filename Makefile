@@ -1,5 +1,5 @@
 # `make test` is all a user runs: it builds the venv and the services it needs first.
-.PHONY: venv services test test-adversarial lint demo bench clean
+.PHONY: venv services test test-adversarial lint demo bench load clean
 
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -44,6 +44,10 @@ demo: venv
 
 bench: venv
 	$(PYTHON) -m benchmarks
+
+# 8 clients x 5 minutes of searches, ingests and task moves on each SQL backend (LOAD_ARGS=--help).
+load: venv
+	$(PYTHON) -m benchmarks.load $(LOAD_ARGS)
 
 clean:
 	rm -rf .pytest_cache .mypy_cache .ruff_cache htmlcov build dist .coverage .coverage.* coverage.xml
