@@ -43,11 +43,10 @@ def mask_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep or not _SCHEME.fullmatch(scheme):
         return "***"  # not a URL: nothing tells where a password would sit, so show nothing
-    # The query goes first: an @ there (a password option's value) is not the user part's end.
-    rest, question, query = rest.partition("?")
-    # The last @ ends the user part: an unencoded @ in a password is still inside it.
-    userinfo, at, address = rest.rpartition("@")
-    if at:
+    end = _user_part_end(rest)
+    userinfo, address = (rest[:end], rest[end + 1 :]) if end >= 0 else ("", rest)
+    address, question, query = address.partition("?")
+    if end >= 0:
         user, colon, _ = userinfo.partition(":")
         if "%3a" in user.lower():  # a colon percent-encoded into the user part hides a password
             userinfo = "***@"
@@ -56,6 +55,23 @@ def mask_url(url: str) -> str:
     if question:
         query = "&".join(_mask_parameter(pair) for pair in query.split("&"))
     return f"{scheme}://{userinfo}{address}{question}{query}"
+
+
+def _user_part_end(rest: str) -> int:
+    """Where the user part of ``rest`` (the URL after ``://``) ends: its ``@``, or -1.
+
+    Read both ways, keeping the later ``@``: the last one before the query (an unencoded ``@``
+    in the password stays inside the user part; an ``@`` in a query value is no end of it), and
+    SQLAlchemy's reading (a user name without ``:`` or ``/``, a password up to the first ``@``,
+    so an unencoded ``?`` in the password is still in it), extended over a host holding ``@``.
+    """
+    before_query = rest.partition("?")[0].rfind("@")
+    first = rest.find("@")
+    if first < 0 or "/" in rest[:first].partition(":")[0]:
+        return before_query
+    host = re.match(r"[^/?]*", rest[first + 1 :])
+    after = host.group().rfind("@") if host else -1
+    return max(before_query, first + 1 + after if after >= 0 else first)
 
 
 def _mask_parameter(pair: str) -> str:
