@@ -139,14 +139,41 @@ _INSTEAD = {
 }
 
 
+# Query options whose other values the layer cannot work with (they failed later, untyped: a
+# latin1 or ascii charset with a UnicodeEncodeError for any other text, an unknown one with an
+# AttributeError; utf8 refuses emoji; use_unicode=0 gives bytes for text; a bad ssl mode read as
+# "the database is not reachable"): option -> (accepted values, lower-cased; what they mean).
+_VALUES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
+    "postgresql": {
+        "ssl": (
+            ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+            "asyncpg's SSL modes",
+        ),
+    },
+    "mysql": {
+        "charset": (("utf8mb4",), "the layer's tables hold any Unicode text"),
+        "use_unicode": (("1", "true", "yes", "on", "y", "t"), "the layer reads text as text"),
+    },
+}
+
+
 def _check_query(parsed: URL, variable: str) -> None:
     backend = parsed.get_backend_name()
-    for name in parsed.query:
+    for name, value in parsed.query.items():
         advice = _INSTEAD.get(backend, {}).get(name.lower())
         if advice is not None:
             raise ConfigurationError(
                 f"{variable} has the query option {name!r}, which the {backend} driver does not "
                 f"take that way: {advice}"
+            )
+        accepted = _VALUES.get(backend, {}).get(name.lower())
+        values = [value] if isinstance(value, str) else list(value)
+        fold = str.lower if backend == "mysql" else str  # asyncpg reads its modes as written
+        if accepted is not None and any(fold(v) not in accepted[0] for v in values):
+            given = "" if _SECRET_PARAMETER.search(name) else f"={values[-1]!r}"
+            raise ConfigurationError(
+                f"{variable} has the query option {name!r}{given}: expected "
+                f"{' or '.join(accepted[0])} ({accepted[1]})"
             )
 
 
