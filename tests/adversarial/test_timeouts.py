@@ -162,3 +162,23 @@ def test_url_option_values_that_work_are_kept() -> None:
             "mysql://root@h/db?charset=UTF8MB4", "mysql://root@h/db?use_unicode=1")  # fmt: skip
     for url in kept:
         assert Settings(_env_file=None, database_url=url).database_url
+
+
+async def test_a_silent_chroma_server_is_unavailable_within_the_connect_timeout(
+    silent_port: int, tmp_path
+) -> None:
+    # Chroma's HTTP client waits without a limit: a server that accepts and never answers used
+    # to hang the first use of the store (``archon-db doctor`` among them) for good.
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+                        vector_database="chroma", chroma_url=f"http://127.0.0.1:{silent_port}",
+                        database_connect_timeout=TIMEOUT)  # fmt: skip
+    layer = bootstrap(settings)
+    started = time.monotonic()
+    try:
+        await layer.migrate()
+        with pytest.raises(BackendUnavailableError) as raised:
+            await layer.search("crawled_pages", vector=[0.1] * 384, mode="vector")
+    finally:
+        await asyncio.wait_for(layer.aclose(), 5)
+    assert time.monotonic() - started < TIMEOUT + 5  # the migration's own seconds included
+    assert f"127.0.0.1:{silent_port}" in str(raised.value)
