@@ -289,3 +289,34 @@ async def test_a_chunk_given_to_a_session_meanwhile_is_left_to_it(vector_layer: 
     assert sa.inspect(pages[-1]).pending and pages[-1] in other
     assert all(sa.inspect(page).detached for page in pages[:-1])
     other.expunge_all()
+
+
+def _page() -> CrawledPage:
+    return CrawledPage(url="https://shape.test/a", chunk_number=0, content="x", source_id="shape")
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize(
+    ("source", "items", "options", "named"),
+    [(None, [(None, None)], {}, "Source"),
+     ("shape", [(None, None)], {}, "Source"),
+     (Source(source_id="shape"), None, {}, "items"),
+     (Source(source_id="shape"), 5, {}, "items"),
+     (Source(source_id="shape"), [_page], {}, "pairs"),
+     (Source(source_id="shape"), ["ab"], {}, "pairs"),
+     (Source(source_id="shape"), [("x", None)], {}, "CrawledPage or CodeExample"),
+     (Source(source_id="shape"), [(_page, None)], {"batch_size": "abc"}, "batch_size"),
+     (Source(source_id="shape"), [(_page, None)], {"batch_size": None}, "batch_size"),
+     (Source(source_id="shape"), [(_page, None)], {"batch_size": 1.5}, "batch_size"),
+     (Source(source_id="shape"), [(_page, None)], {"batch_size": 10**30}, "batch_size"),
+     (Source(source_id="shape"), [(_page, None)], {"on_progress": 5}, "on_progress")],
+)  # fmt: skip
+async def test_arguments_of_the_wrong_shape_are_refused_by_name(
+    layer: DataLayer, source: object, items: object, options: dict[str, object], named: str
+) -> None:
+    # They used to escape as TypeError, ValueError or AttributeError.
+    if isinstance(items, list):  # a fresh chunk each run: _page stands for one
+        items = [tuple(_page() if p is _page else p for p in item) if isinstance(item, tuple)
+                 else (_page() if item is _page else item) for item in items]  # fmt: skip
+    with pytest.raises(InvalidInputError, match=named):
+        await layer.ingest(source, items, **options)  # type: ignore[arg-type]
