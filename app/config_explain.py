@@ -61,8 +61,8 @@ def shown_value(field: str, info: FieldInfo, value: Any) -> str:
     """How a value given for ``field`` may appear in a message: secrets never do."""
     if is_secret(info):
         return "(value not shown: secret)"
-    if field in URL_FIELDS and isinstance(value, str):
-        return mask_url(value)
+    if field in URL_FIELDS:  # a URL given as a list or mapping may hold one with a password
+        return mask_url(value) if isinstance(value, str) else f"(a {type(value).__name__})"
     text = repr(value)
     return text if len(text) <= _SHOWN_LENGTH else text[:_SHOWN_LENGTH] + "..."
 

@@ -42,7 +42,13 @@ class Document:
 
 def source_id_for(name: str) -> str:
     """Archon's source id: 16 hex characters of the SHA-256 of the name."""
-    return hashlib.sha256(name.encode("utf-8")).hexdigest()[:16]
+    try:
+        encoded = name.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: a command-line byte that is not UTF-8
+        raise InvalidInputError(
+            f"source name {name!r} is not valid text: {exc.reason} at position {exc.start}"
+        ) from None
+    return hashlib.sha256(encoded).hexdigest()[:16]
 
 
 def find_files(path: Path) -> list[Path]:

@@ -54,6 +54,7 @@ Item = tuple[Chunk, Sequence[float] | None]
 # done, total; total is the count so far when ``items`` has no length.
 Progress = Callable[[int, int], Any]
 DEFAULT_BATCH_SIZE = 1000
+MAX_BATCH_SIZE = 1_000_000  # a batch is held in memory; islice takes no more than sys.maxsize
 _COLLECTIONS: dict[type, tuple[str, str]] = {
     CrawledPage: ("crawled_pages", "pages"),
     CodeExample: ("code_examples", "code_examples"),
@@ -108,6 +109,11 @@ class _Ingestion:
 
     def check(self, items: list[Item]) -> _Batch:
         """Every chunk is of one kind and belongs to the source; vectors valid, of one length."""
+        for item in items:
+            if not isinstance(item, tuple | list) or len(item) != 2:
+                raise InvalidInputError(
+                    f"ingest items are (chunk, vector) pairs, got {type(item).__name__}"
+                )
         chunks = [chunk for chunk, _ in items]
         vectors = [vector for _, vector in items]
         self._check_chunks(chunks)
@@ -140,7 +146,7 @@ class _Ingestion:
 
     def _check_chunks(self, chunks: list[Chunk]) -> None:
         kinds = {type(chunk) for chunk in chunks}
-        sources = {chunk.__dict__.get("source_id") for chunk in chunks}
+        sources = {getattr(chunk, "__dict__", {}).get("source_id") for chunk in chunks}
         kind = kinds.pop() if len(kinds) == 1 else None
         if (
             kind in _COLLECTIONS
@@ -194,8 +200,7 @@ async def ingest(
 
     ``actor``: who the audit log names for the writes (``ENABLE_AUDIT_LOG``); ``move``: take
     over URLs whose chunks another source holds (else ``InvalidInputError``)."""
-    if batch_size < 1:
-        raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}")
+    _check_arguments(source, items, batch_size, on_progress)
     total = len(items) if isinstance(items, Sized) else None
     run = _Ingestion(layer, source, embedding_model, move)
     batches = _batches(items, batch_size)
@@ -246,6 +251,22 @@ async def _commit_detaching(uow: SqlAlchemyUnitOfWork, chunks: list[Chunk]) -> N
         _detach(chunks)
     finally:
         await commit  # never left running behind us, even when we are cancelled
+
+
+def _check_arguments(source: Any, items: Any, batch_size: Any, on_progress: Any) -> None:
+    """Arguments of the wrong kind, refused by name before anything is read or written."""
+    if not isinstance(source, Source):
+        raise InvalidInputError(f"ingest needs a Source, not {type(source).__name__}")
+    if not isinstance(items, Iterable) or isinstance(items, str | bytes):
+        raise InvalidInputError(
+            f"ingest items are an iterable of (chunk, vector) pairs, not {type(items).__name__}"
+        )
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+        raise InvalidInputError(f"batch_size must be a whole number, got {batch_size!r}")
+    if not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise InvalidInputError(f"batch_size must be from 1 to {MAX_BATCH_SIZE}, got {batch_size}")
+    if on_progress is not None and not callable(on_progress):
+        raise InvalidInputError(f"on_progress must be callable, got {on_progress!r}")
 
 
 def _batches(items: Iterable[Item], size: int) -> Iterator[list[Item]]:

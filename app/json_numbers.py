@@ -4,7 +4,8 @@ PostgreSQL's jsonb keeps numbers as ``numeric`` and prints them without an expon
 the fractional digits written: Python's ``1e16`` (``"1e+16"``) comes back as the integer
 ``10000000000000000``, ``1e308`` as a 309-digit integer. Written positionally with at least one
 fractional digit (``"10000000000000000.0"``), every backend returns a float of the same value.
-(``-0.0`` reads back as ``0.0`` on PostgreSQL: equal, but the sign is not kept.)
+``-0.0`` is written ``0.0`` on every backend: jsonb (``numeric``) has no negative zero, so
+PostgreSQL could not give the sign back, and every backend reads the same.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from typing import Any
 
 def float_text(value: float) -> str:
     """``value`` positionally, with a fractional part: the same float for every JSON reader."""
+    if value == 0:
+        return "0.0"  # -0.0 too: PostgreSQL has no negative zero
     text = format(Decimal(repr(value)), "f")  # repr: the shortest digits that round-trip
     return text if "." in text else f"{text}.0"
 
 
 def _needs_care(value: float) -> bool:
     text = repr(value)
-    return "e" in text or "." not in text
+    return "e" in text or "." not in text or text == "-0.0"
 
 
 def _has_awkward_float(value: Any) -> bool:

@@ -160,6 +160,8 @@ def resolve_mode(mode: str, vector: Sequence[float] | None, text: str | None) ->
     """``auto`` -> hybrid with both inputs, else the one given; the others need their inputs."""
     if mode not in ("auto", "vector", "keyword", "hybrid"):
         raise InvalidInputError(f"unknown search mode {mode!r}: auto, vector, keyword or hybrid")
+    if text is not None and not isinstance(text, str):
+        raise InvalidInputError(f"search text must be a string, not {type(text).__name__}")
     has_text = text is not None and text.strip() != ""
     if mode == "auto":
         if vector is not None and has_text:

@@ -43,11 +43,10 @@ def mask_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep or not _SCHEME.fullmatch(scheme):
         return "***"  # not a URL: nothing tells where a password would sit, so show nothing
-    # The query goes first: an @ there (a password option's value) is not the user part's end.
-    rest, question, query = rest.partition("?")
-    # The last @ ends the user part: an unencoded @ in a password is still inside it.
-    userinfo, at, address = rest.rpartition("@")
-    if at:
+    end = _user_part_end(rest)
+    userinfo, address = (rest[:end], rest[end + 1 :]) if end >= 0 else ("", rest)
+    address, question, query = address.partition("?")
+    if end >= 0:
         user, colon, _ = userinfo.partition(":")
         if "%3a" in user.lower():  # a colon percent-encoded into the user part hides a password
             userinfo = "***@"
@@ -56,6 +55,23 @@ def mask_url(url: str) -> str:
     if question:
         query = "&".join(_mask_parameter(pair) for pair in query.split("&"))
     return f"{scheme}://{userinfo}{address}{question}{query}"
+
+
+def _user_part_end(rest: str) -> int:
+    """Where the user part of ``rest`` (the URL after ``://``) ends: its ``@``, or -1.
+
+    Read both ways, keeping the later ``@``: the last one before the query (an unencoded ``@``
+    in the password stays inside the user part; an ``@`` in a query value is no end of it), and
+    SQLAlchemy's reading (a user name without ``:`` or ``/``, a password up to the first ``@``,
+    so an unencoded ``?`` in the password is still in it), extended over a host holding ``@``.
+    """
+    before_query = rest.partition("?")[0].rfind("@")
+    first = rest.find("@")
+    if first < 0 or "/" in rest[:first].partition(":")[0]:
+        return before_query
+    host = re.match(r"[^/?]*", rest[first + 1 :])
+    after = host.group().rfind("@") if host else -1
+    return max(before_query, first + 1 + after if after >= 0 else first)
 
 
 def _mask_parameter(pair: str) -> str:
@@ -123,14 +139,41 @@ _INSTEAD = {
 }
 
 
+# Query options whose other values the layer cannot work with (they failed later, untyped: a
+# latin1 or ascii charset with a UnicodeEncodeError for any other text, an unknown one with an
+# AttributeError; utf8 refuses emoji; use_unicode=0 gives bytes for text; a bad ssl mode read as
+# "the database is not reachable"): option -> (accepted values, lower-cased; what they mean).
+_VALUES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
+    "postgresql": {
+        "ssl": (
+            ("disable", "allow", "prefer", "require", "verify-ca", "verify-full"),
+            "asyncpg's SSL modes",
+        ),
+    },
+    "mysql": {
+        "charset": (("utf8mb4",), "the layer's tables hold any Unicode text"),
+        "use_unicode": (("1", "true", "yes", "on", "y", "t"), "the layer reads text as text"),
+    },
+}
+
+
 def _check_query(parsed: URL, variable: str) -> None:
     backend = parsed.get_backend_name()
-    for name in parsed.query:
+    for name, value in parsed.query.items():
         advice = _INSTEAD.get(backend, {}).get(name.lower())
         if advice is not None:
             raise ConfigurationError(
                 f"{variable} has the query option {name!r}, which the {backend} driver does not "
                 f"take that way: {advice}"
+            )
+        accepted = _VALUES.get(backend, {}).get(name.lower())
+        values = [value] if isinstance(value, str) else list(value)
+        fold = str.lower if backend == "mysql" else str  # asyncpg reads its modes as written
+        if accepted is not None and any(fold(v) not in accepted[0] for v in values):
+            given = "" if _SECRET_PARAMETER.search(name) else f"={values[-1]!r}"
+            raise ConfigurationError(
+                f"{variable} has the query option {name!r}{given}: expected "
+                f"{' or '.join(accepted[0])} ({accepted[1]})"
             )
 
 

@@ -160,3 +160,27 @@ async def test_doctor_reports_the_database_and_the_vector_choice(
         assert "0 in the rows, 0 in the store" in out
     assert "archon-hashing-v1-384" in out
     assert "password" not in out.lower() or "***" in out
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [["search", "hello", "--source", "\udcff"], ["ingest", ".", "--source", "a\udcffb"]],
+)
+def test_a_name_that_is_no_text_exits_2_on_one_line(
+    workdir: Path, arguments: list[str], monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    # A command-line byte that is not UTF-8 arrives as a lone surrogate: the source name's id
+    # (a hash of its UTF-8) used to raise UnicodeEncodeError, a traceback with exit status 1.
+    from app.cli import main
+
+    url = f"sqlite+aiosqlite:///{workdir / 'archon.db'}"
+    assert invoke(["migrate", "upgrade", "--url", url], env_for(workdir)).exit_code == 0
+    (workdir / "doc.md").write_text("hello world")
+    monkeypatch.chdir(workdir)
+    monkeypatch.setattr("sys.argv", ["archon-db", *arguments, "--url", url])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    output = capsys.readouterr()
+    assert exited.value.code == 2, output
+    assert output.err.strip().count("\n") == 0 and "source" in output.err, output.err

@@ -314,3 +314,34 @@ async def test_urls_of_another_source_are_refused_unless_moved(vector_layer: Dat
     assert (report.replaced, report.written) == (2, 3)
     owners = await sql.all("SELECT DISTINCT source_id FROM archon_crawled_pages")
     assert [tuple(row) for row in owners] == [(second.source_id,)]
+
+
+def _page() -> CrawledPage:
+    return CrawledPage(url="https://shape.test/a", chunk_number=0, content="x", source_id="shape")
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize(
+    ("source", "items", "options", "named"),
+    [(None, [(None, None)], {}, "Source"),
+     ("shape", [(None, None)], {}, "Source"),
+     (Source(source_id="shape"), None, {}, "items"),
+     (Source(source_id="shape"), 5, {}, "items"),
+     (Source(source_id="shape"), [_page], {}, "pairs"),
+     (Source(source_id="shape"), ["ab"], {}, "pairs"),
+     (Source(source_id="shape"), [("x", None)], {}, "CrawledPage or CodeExample"),
+     (Source(source_id="shape"), [(_page, None)], {"batch_size": "abc"}, "batch_size"),
+     (Source(source_id="shape"), [(_page, None)], {"batch_size": None}, "batch_size"),
+     (Source(source_id="shape"), [(_page, None)], {"batch_size": 1.5}, "batch_size"),
+     (Source(source_id="shape"), [(_page, None)], {"batch_size": 10**30}, "batch_size"),
+     (Source(source_id="shape"), [(_page, None)], {"on_progress": 5}, "on_progress")],
+)  # fmt: skip
+async def test_arguments_of_the_wrong_shape_are_refused_by_name(
+    layer: DataLayer, source: object, items: object, options: dict[str, object], named: str
+) -> None:
+    # They used to escape as TypeError, ValueError or AttributeError.
+    if isinstance(items, list):  # a fresh chunk each run: _page stands for one
+        items = [tuple(_page() if p is _page else p for p in item) if isinstance(item, tuple)
+                 else (_page() if item is _page else item) for item in items]  # fmt: skip
+    with pytest.raises(InvalidInputError, match=named):
+        await layer.ingest(source, items, **options)  # type: ignore[arg-type]

@@ -152,3 +152,34 @@ async def test_postgresql_search_reads_the_words_index(layer) -> None:
         await connection.execute(sa.text("SET LOCAL enable_seqscan = off"))
         plan = (await connection.execute(sa.text(f"EXPLAIN {compiled}"))).scalars().all()
     assert any("idx_archon_code_examples_search_words" in line for line in plan), plan
+
+
+def test_letters_fold_one_by_one_as_the_servers_fold() -> None:
+    # str.lower() on the whole text gives a final "ς" and "i" + U+0307 for "İ"; every server's
+    # index holds "σ" and "i", so the typed text could not find itself.
+    assert text_words("ΟΔΟΣ İstanbul ǅemal") == ["οδοσ", "istanbul", "ǆemal"]
+    assert search_words("ΟΔΟΣ") == ["οδοσ"]
+
+
+async def test_greek_capitals_find_their_own_row(layer) -> None:
+    ids = await add_chunks(
+        layer.engine,
+        "crawled_pages",
+        [{"content": text, "source_id": "words"} for text in ("ΟΔΟΣ upper", "ΔΡΟΜΟΣ other")],
+    )
+    hits = await layer.search("crawled_pages", text="ΟΔΟΣ", k=10, mode="keyword")
+    assert [ids.index(hit.entity.id) for hit in hits] == [0]
+
+
+@pytest.mark.backends("pgvector", "postgres", "mariadb")
+async def test_dotted_capital_i_is_i(layer) -> None:
+    # SQLite keeps "İ" unfolded (documented in app.search_words): there only the same spelling
+    # finds it.
+    ids = await add_chunks(
+        layer.engine,
+        "crawled_pages",
+        [{"content": text, "source_id": "words"} for text in ("İstanbul trip", "Ankara trip")],
+    )
+    for query in ("İstanbul", "istanbul", "ISTANBUL"):
+        hits = await layer.search("crawled_pages", text=query, k=10, mode="keyword")
+        assert [ids.index(hit.entity.id) for hit in hits] == [0], query

@@ -148,3 +148,16 @@ async def test_json_numbers_written_by_others_compare_exactly(
                "eq": operator.eq, "ne": operator.ne}[op]  # fmt: skip
     expected = {n for n, text in RAW_NUMBERS.items() if compare(json.loads(text), value)}
     assert {s.source_id for s in found} == expected
+
+
+async def test_negative_zero_reads_back_alike_everywhere(layer: DataLayer) -> None:
+    # PostgreSQL's jsonb (numeric) has no -0: every backend stores 0.0, so all read the same.
+    source = SourceFactory.build(metadata_={"z": -0.0, "deep": [{"z": -0.0}]})
+    async with layer.uow() as uow:
+        await uow.sources.add(source)
+        await uow.commit()
+    async with layer.uow(read_only=True) as uow:
+        stored = (await uow.sources.get_or_raise(source.source_id)).metadata_
+        found = await uow.sources.list({"metadata.z": {"eq": 0}})
+    assert repr(stored) == repr({"z": 0.0, "deep": [{"z": 0.0}]})
+    assert [s.source_id for s in found] == [source.source_id]

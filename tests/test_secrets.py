@@ -30,6 +30,9 @@ URL_SHAPES = [
     f"postgresql//relpw:{SECRET}@host/db?password={SECRET}",
     f"mysql://root:{SECRET}@db.internal:3306/archon?charset=utf8mb4",
     f"postgresql://:{SECRET}@[::1]:5432/db",
+    f"postgresql://relpw:{SECRET}?x@host/db",  # unencoded ? in the password
+    f"postgresql://relpw:a?{SECRET}@host/db",
+    f"mysql://root:a?b@{SECRET}@host/db?charset=utf8mb4",  # unencoded ? and @
 ]
 
 
@@ -149,3 +152,10 @@ def test_a_host_that_is_no_host_names_mysql_host() -> None:
     with pytest.raises(ConfigurationError, match="MYSQL_HOST") as raised:
         Settings(_env_file=None, mysql_host="h@x", mysql_password="S3cretPW")
     assert "S3cretPW" not in str(raised.value)
+
+
+@pytest.mark.parametrize("value", [[f"postgresql://u:{SECRET}@h/db"], {"url": SECRET}, 7])
+def test_a_url_that_is_not_text_is_not_shown(value: object) -> None:
+    with pytest.raises(ConfigurationError, match="DATABASE_URL") as caught:
+        Settings(_env_file=None, database_url=value)
+    assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)

@@ -59,9 +59,18 @@ def _register() -> None:
 
 
 def main() -> None:
-    """Entry point of the ``archon-db`` console script."""
+    """Entry point of the ``archon-db`` console script: a ``DataLayerError`` no command turned
+    into its message still ends as one line and exit status 2, never a traceback."""
+    from app.cli.session import fail
+    from app.errors import DataLayerError
     from app.memory import limit_arenas
 
     limit_arenas()  # before any thread starts: see app.memory
     _register()
-    app()
+    try:
+        app()
+    except DataLayerError as exc:
+        try:
+            fail(str(exc))
+        except typer.Exit as exit_:
+            raise SystemExit(exit_.exit_code) from None

@@ -24,7 +24,7 @@ PIECES = [
     "limit", "limits", "x²y", "area²", "naïve", "naive", "ﬁle", "file", "日本語", "foo_bar",
     "isn't", "isn’t", "user@example.com", "/usr/local/bin", "1.2.3", "v2", "abc123", "2024",
     "ǅemal", "Ωmega", "ωmega", "🙂smile", "✅done", "cafe\u0301", "x\u20ddy", "«quoted»",
-    "dash—word", "well-known", "C++", "the",
+    "dash—word", "well-known", "C++", "the", "ΟΔΟΣ", "οδοσ",
 ]  # fmt: skip
 SEPARATORS = [" ", "  ", "\n", ", ", ". ", "-", "/", "_", "'", "—", "\t"]
 documents = st.lists(

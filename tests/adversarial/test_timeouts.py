@@ -131,3 +131,54 @@ async def test_an_option_the_driver_does_not_know_is_refused_at_connect(backend:
                 await uow.projects.count()
     finally:
         await layer.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "option", "accepted"),
+    [("postgresql://u:pw@127.0.0.1/db?ssl=bogus", "ssl", "verify-full"),
+     ("postgresql://u:pw@127.0.0.1/db?ssl=true", "ssl", "require"),
+     ("mysql://root:pw@127.0.0.1/db?charset=latin1", "charset", "utf8mb4"),
+     ("mysql://root:pw@127.0.0.1/db?charset=utf8", "charset", "utf8mb4"),
+     ("mysql://root:pw@127.0.0.1/db?charset=bogus", "charset", "utf8mb4"),
+     ("mysql://root:pw@127.0.0.1/db?charset=utf8mb4&use_unicode=0", "use_unicode", "text")],
+)  # fmt: skip
+def test_url_option_values_the_layer_cannot_work_with_are_refused_by_name(
+    url: str, option: str, accepted: str
+) -> None:
+    # They used to fail later and untyped: latin1 or ascii with a UnicodeEncodeError for any
+    # non-Latin text, a bogus charset with an AttributeError, an emoji refused by utf8 (3 bytes),
+    # use_unicode=0 giving bytes for text; a bad ssl as "check that the database is running".
+    from app.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as raised:
+        Settings(_env_file=None, database_url=url)
+    message = str(raised.value)
+    assert f"'{option}'" in message and accepted in message and "DATABASE_URL" in message
+    assert "pw" not in message.replace("password", "")
+
+
+def test_url_option_values_that_work_are_kept() -> None:
+    kept = ("postgresql://u@127.0.0.1/db?ssl=require", "postgresql://u@h/db?ssl=disable",
+            "mysql://root@h/db?charset=UTF8MB4", "mysql://root@h/db?use_unicode=1")  # fmt: skip
+    for url in kept:
+        assert Settings(_env_file=None, database_url=url).database_url
+
+
+async def test_a_silent_chroma_server_is_unavailable_within_the_connect_timeout(
+    silent_port: int, tmp_path
+) -> None:
+    # Chroma's HTTP client waits without a limit: a server that accepts and never answers used
+    # to hang the first use of the store (``archon-db doctor`` among them) for good.
+    settings = Settings(_env_file=None, database_url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}",
+                        vector_database="chroma", chroma_url=f"http://127.0.0.1:{silent_port}",
+                        database_connect_timeout=TIMEOUT)  # fmt: skip
+    layer = bootstrap(settings)
+    started = time.monotonic()
+    try:
+        await layer.migrate()
+        with pytest.raises(BackendUnavailableError) as raised:
+            await layer.search("crawled_pages", vector=[0.1] * 384, mode="vector")
+    finally:
+        await asyncio.wait_for(layer.aclose(), 5)
+    assert time.monotonic() - started < TIMEOUT + 5  # the migration's own seconds included
+    assert f"127.0.0.1:{silent_port}" in str(raised.value)

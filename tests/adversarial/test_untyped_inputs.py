@@ -112,3 +112,13 @@ async def test_shapes_and_sizes_no_backend_takes_are_refused_alike(
             await uow.settings.set_value("huge", big)
         await uow.projects.update(project.id, {"description": "x" * (MAX_VALUE_BYTES // 2)})
         await uow.commit()
+
+
+@pytest.mark.parametrize("text", [5, b"alpha", ["alpha"], 1.5])
+async def test_search_text_that_is_not_a_string_is_refused(
+    make_layer: LayerFactory, text: Any
+) -> None:
+    layer = await make_layer()
+    for mode in ("auto", "keyword"):
+        with pytest.raises(InvalidInputError, match="search text must be a string"):
+            await layer.search("crawled_pages", text=text, mode=mode)

@@ -67,7 +67,12 @@ class ChromaVectorIndex:
 
     def __init__(self, settings: Settings, *, client: Any = None) -> None:
         self.settings = settings
-        self.store = ChromaStore(settings.chroma_url, chroma_folder(settings), client)
+        self.store = ChromaStore(
+            settings.chroma_url,
+            chroma_folder(settings),
+            client,
+            connect_timeout=settings.database_connect_timeout,
+        )
 
     @property
     def location(self) -> str:

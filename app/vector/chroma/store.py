@@ -40,8 +40,11 @@ HNSW = {"ef_construction": 200, "ef_search": 128, "max_neighbors": 32}
 class ChromaStore:
     """One Chroma client and the collections of each (collection, dimension)."""
 
-    def __init__(self, url: str | None, path: str, client: Any = None) -> None:
+    def __init__(
+        self, url: str | None, path: str, client: Any = None, connect_timeout: float = 10.0
+    ) -> None:
         self.url = url
+        self.connect_timeout = connect_timeout
         self.path = path
         self._client = client
         self._lock = threading.Lock()
@@ -79,15 +82,33 @@ class ChromaStore:
             return chromadb.PersistentClient(path=self.path, settings=options)
         parts = urlsplit(self.url)
         secure = parts.scheme == "https"
+        host, port = parts.hostname or "localhost", parts.port or (443 if secure else 8000)
+        self._answers(f"{parts.scheme}://{host}:{port}", f"{host}:{port}")
         try:
             return chromadb.HttpClient(
-                host=parts.hostname or "localhost",
-                port=parts.port or (443 if secure else 8000),
+                host=host,
+                port=port,
                 ssl=secure,
                 settings=options,
             )
         except ValueError as exc:  # the client says "could not connect" with a ValueError
             raise ConnectionError(str(exc)) from exc
+
+    def _answers(self, base: str, address: str) -> None:
+        """Fail within ``connect_timeout`` when the server does not answer: Chroma's own client
+        waits without a limit, so a server that accepts and never answers hung its first call.
+        Any answer will do (an older server's 404 too): the client reports the rest."""
+        import httpx
+
+        try:
+            httpx.get(f"{base}/api/v2/heartbeat", timeout=self.connect_timeout)
+        except httpx.TimeoutException as exc:
+            raise ConnectionError(
+                f"no answer from {address} within {self.connect_timeout:g} s "
+                "(DATABASE_CONNECT_TIMEOUT)"
+            ) from exc
+        except httpx.HTTPError:
+            pass
 
     def release(self, *, hard: bool = False) -> None:
         """Close the client. ``hard``: also stop the embedded system Chroma caches by path, for
