@@ -184,3 +184,9 @@ def test_a_name_that_is_no_text_exits_2_on_one_line(
     output = capsys.readouterr()
     assert exited.value.code == 2, output
     assert output.err.strip().count("\n") == 0 and "source" in output.err, output.err
+
+
+def test_an_empty_query_exits_2_on_one_line(workdir: Path) -> None:
+    result = invoke(["search", "   "], env_for(workdir))
+    assert result.exit_code == 2
+    assert "the query is empty" in said(result) and "Traceback" not in result.output

@@ -50,6 +50,7 @@ def ingest(
     Streams file by file in one transaction: all files or, on an error, none. Files with a NUL
     byte or bytes that are not UTF-8, and files of other types, are skipped and named."""
     try:
+        source_id_for(source)  # a name that is no text is refused before the folder is read
         scan = scan_folder(path, url_prefix)
     except (InvalidInputError, OSError) as exc:
         fail(str(exc))
@@ -120,6 +121,8 @@ def search(
     """Search the stored chunks by meaning (vector), by words (keyword) or both (hybrid)."""
     if mode not in MODES:
         fail(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    if not query.strip():
+        fail("the query is empty: give the words or the question to search for")
     embedder = default_embedder()
     filters = {"source_id": source_id_for(source)} if source else None
 
