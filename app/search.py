@@ -27,6 +27,7 @@ from app.errors import InvalidInputError, translate_errors
 from app.repositories.rows import entity_rows
 from app.search_words import postgresql_words, search_words
 from app.text import check_text
+from app.vector.arguments import MAX_K
 from app.vector.factory import AutoVectorIndex
 from app.vector.port import MatchType, SearchHit, collection_table, vector_length
 from app.vector.sql.common import ENTITIES, sql_filter
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 Mode = Literal["auto", "vector", "keyword", "hybrid"]
 Ranked = list[tuple[int, float]]
 RRF_K = 60
-MAX_K = 1000
 SEARCHED = {"crawled_pages": ("content",), "code_examples": ("content", "summary")}
 
 

@@ -57,3 +57,41 @@ async def test_every_entry_point_refuses_a_malformed_vector(index_layer: Any, ve
             await layer.ingest(Source(source_id="src", title="s"), [(chunk, vector)])
     hits = await layer.search("crawled_pages", vector=GOOD, k=3, mode="vector")
     assert [hit.entity.id for hit in hits] == [page.id]  # nothing half-written
+
+
+WRONG_KINDS = [
+    ("upsert", lambda v: v.upsert("crawled_pages", VectorRecord(1, GOOD)), "pass \\[record\\]"),
+    ("upsert", lambda v: v.upsert("crawled_pages", [{"id": 1, "vector": GOOD}]), "records\\[0\\]"),
+    ("upsert", lambda v: v.upsert("crawled_pages", "records"), "records"),
+    ("upsert", lambda v: v.upsert("crawled_pages", [VectorRecord(1, GOOD, None)]),  # type: ignore[arg-type]
+     "metadata"),
+    ("upsert", lambda v: v.upsert("crawled_pages", [VectorRecord(None, GOOD)]), "records\\[0\\].id"),
+    ("upsert", lambda v: v.upsert("crawled_pages", [VectorRecord(1, GOOD, {}, 5)]), "document"),
+    ("query", lambda v: v.query("crawled_pages", GOOD, k="5"), "k must be"),
+    ("query", lambda v: v.query("crawled_pages", GOOD, k=True), "k must be"),
+    ("query", lambda v: v.query("crawled_pages", GOOD, k=10**6), "k must be"),
+    ("delete", lambda v: v.delete("crawled_pages", None), "ids"),
+    ("delete", lambda v: v.delete("crawled_pages", "123"), "ids"),
+    ("delete", lambda v: v.delete("crawled_pages", [1.5]), "ids\\[0\\]"),
+]  # fmt: skip
+
+
+async def _refuses_every_wrong_kind(layer: Any) -> None:
+    for _, call, named in WRONG_KINDS:
+        async with layer.uow() as uow:
+            with pytest.raises(InvalidInputError, match=named):
+                await call(uow.vectors)
+        with pytest.raises(InvalidInputError, match=named):
+            await call(layer.vector_index)
+
+
+async def test_arguments_of_the_wrong_kind_are_refused_by_name(index_layer: Any) -> None:
+    """They used to escape as TypeError or AttributeError, differently per adapter."""
+    await _refuses_every_wrong_kind(index_layer)
+
+
+@pytest.mark.backends("pgvector")
+async def test_pgvector_refuses_arguments_of_the_wrong_kind_by_name(
+    make_layer: LayerFactory,
+) -> None:
+    await _refuses_every_wrong_kind(await make_layer(vector_database="pgvector"))

@@ -28,6 +28,7 @@ from app.config import Settings, chroma_folder, mask_url
 from app.errors import InvalidInputError
 from app.filter_eval import evaluate
 from app.filters import OPERATORS, Node, parse_filters
+from app.vector.arguments import check_ids, check_k, check_records
 from app.vector.chroma.metadata import Where, metadata_of
 from app.vector.chroma.store import MAX_DIMENSION, SPACES, ChromaStore, batches
 from app.vector.external.filters import FilterPlan, Translator, plan_filter, with_model
@@ -88,6 +89,7 @@ class ChromaVectorIndex:
 
     async def upsert(self, collection: str, records: Sequence[VectorRecord]) -> int:
         """Insert or replace by id (the last of repeated ids wins), in batches."""
+        records = check_records(records)
         return await self._run("upserting vectors", self._upsert, collection, list(records))
 
     async def query(
@@ -100,6 +102,7 @@ class ChromaVectorIndex:
         embedding_model: str | None = None,
     ) -> list[VectorHit]:
         """The ``k`` nearest matching records, best first (cosine: ``1 - distance``)."""
+        k = check_k(k)
         if k < 1:
             raise InvalidInputError(f"k must be at least 1, got {k}")
         node = with_model(parse_filters(filters), embedding_model)
@@ -107,6 +110,7 @@ class ChromaVectorIndex:
 
     async def delete(self, collection: str, ids: Sequence[RecordId]) -> int:
         """Remove these ids from every dimension's collection; returns how many existed."""
+        ids = check_ids(ids)
         keys = list(dict.fromkeys(str(i) for i in ids))
         return await self._run("deleting vectors", self._delete, collection, keys)
 

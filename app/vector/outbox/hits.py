@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import InvalidInputError, translate_errors
 from app.filters import fields_of, parse_filters
+from app.vector.arguments import check_k
 from app.vector.outbox.rows import as_vector
 from app.vector.outbox.rows import fields_of as row_fields
 from app.vector.port import VectorHit, collection_table
@@ -48,6 +49,7 @@ class CheckedSearch:
         embedding_model: str | None,
     ) -> list[VectorHit]:
         """The store's ``k`` nearest, each checked against its row (see the module docstring)."""
+        k = check_k(k)
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise InvalidInputError(f"k must be an integer of at least 1, got {k!r}")
         collection_table(collection)

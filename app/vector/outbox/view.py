@@ -33,6 +33,7 @@ from app.errors import (
     translate_errors,
 )
 from app.filters import parse_filters
+from app.vector.arguments import check_ids, check_k, check_records
 from app.vector.external.records import PreparedGroup, by_dimension, prepare_group
 from app.vector.outbox.apply import Recorded, apply_recorded, drain_batches
 from app.vector.outbox.hits import CheckedSearch
@@ -81,6 +82,7 @@ class StoreView:
 
     async def upsert(self, collection: str, records: Sequence[VectorRecord]) -> int:
         """Write the vectors into their rows now; the store gets them after commit."""
+        records = check_records(records)
         collection_table(collection)
         latest = dict(zip(row_ids([r.id for r in records]), records, strict=True))
         if not latest:
@@ -132,6 +134,7 @@ class StoreView:
 
     async def delete(self, collection: str, ids: Sequence[RecordId]) -> int:
         """Clear these rows' vectors now; the store drops them after commit."""
+        ids = check_ids(ids)
         collection_table(collection)
         keys = list(dict.fromkeys(row_ids(ids)))
         if not keys:
@@ -172,6 +175,7 @@ class StoreView:
         embedding_model: str | None = None,
     ) -> list[VectorHit]:
         """The store's ``k`` nearest, each checked against its row (``app.vector.outbox.hits``)."""
+        k = check_k(k)
         search = CheckedSearch(self.feed, self.rows, self.uow.session)
         return await search.query(collection, vector, k, filters, embedding_model)
 

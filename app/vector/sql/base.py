@@ -28,6 +28,7 @@ from app.errors import (
 from app.repositories import audit
 from app.repositories.bulk_insert import insert_with_columns
 from app.repositories.validation import columns_of
+from app.vector.arguments import check_ids, check_records
 from app.vector.port import (
     RecordId,
     VectorCapabilities,
@@ -150,6 +151,7 @@ class SqlVectorIndex:
 
     async def upsert(self, collection: str, records: Sequence[VectorRecord]) -> int:
         """Write each record's vector into its row (the row must exist); last one wins."""
+        records = check_records(records)
         table = collection_table(collection)
         latest = dict(zip(row_ids([r.id for r in records]), records, strict=True))
         if not latest:
@@ -268,6 +270,7 @@ class SqlVectorIndex:
 
     async def delete(self, collection: str, ids: Sequence[RecordId]) -> int:
         """Clear the vectors of these rows (the rows stay); how many rows had one."""
+        ids = check_ids(ids)
         table = collection_table(collection)
         keys = sorted(set(row_ids(ids)))
         if not keys:

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from app.errors import DataLayerError, InvalidInputError, translate_errors
 from app.filters import OPERATORS
+from app.vector.arguments import check_k
 from app.vector.port import VectorCapabilities, VectorHit, collection_table, vector_length
 from app.vector.sql.base import SqlVectorIndex
 from app.vector.sql.common import (
@@ -208,6 +209,7 @@ class ExactVectorIndex(SqlVectorIndex):
         embedding_model: str | None = None,
     ) -> list[VectorHit]:
         """The ``k`` rows nearest to ``vector`` by cosine, matching ``filters``, best first."""
+        k = check_k(k)
         if k < 0:
             raise InvalidInputError(f"k must be >= 0, got {k}")
         table = collection_table(collection)

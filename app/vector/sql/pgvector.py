@@ -23,6 +23,7 @@ from app.errors import InvalidInputError, UnsupportedFeatureError, translate_err
 from app.filters import OPERATORS
 from app.repositories import driver
 from app.repositories.rows import entity_rows
+from app.vector.arguments import check_k
 from app.vector.port import VectorCapabilities, VectorHit, collection_table, vector_length
 from app.vector.sql.base import SqlVectorIndex
 from app.vector.sql.common import (
@@ -154,6 +155,7 @@ class PgVectorIndex(SqlVectorIndex):
         embedding_model: str | None = None,
     ) -> list[VectorHit]:
         """The ``k`` rows nearest to ``vector`` by cosine, matching ``filters``, best first."""
+        k = check_k(k)
         rows = await self._search(collection, vector, k, filters, embedding_model, whole=False)
         return [self.hit(row, 1.0 - float(row.distance)) for row in rows]
 

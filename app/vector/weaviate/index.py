@@ -25,6 +25,7 @@ from app.config import Settings, mask_url
 from app.errors import DataLayerError, InvalidInputError
 from app.filter_eval import evaluate
 from app.filters import OPERATORS, Node, parse_filters
+from app.vector.arguments import check_ids, check_k, check_records
 from app.vector.external.filters import FilterPlan, plan_filter, with_model
 from app.vector.external.records import ARCHON_DIMENSIONS, flatten, from_json, to_json
 from app.vector.port import (
@@ -93,6 +94,7 @@ class WeaviateVectorIndex:
 
     async def upsert(self, collection: str, records: Sequence[VectorRecord]) -> int:
         """Insert or replace by id (Weaviate's batch import overwrites the same UUID)."""
+        records = check_records(records)
         latest = {str(r.id): r for r in records}
         async with self._errors("upserting vectors"):
             await self.validate_records(collection, list(latest.values()))
@@ -113,6 +115,7 @@ class WeaviateVectorIndex:
         embedding_model: str | None = None,
     ) -> list[VectorHit]:
         """The ``k`` nearest matching records (cosine: ``1 - distance``)."""
+        k = check_k(k)
         return await self._search(collection, None, vector, k, filters, embedding_model, 0.0)
 
     async def hybrid(
@@ -134,6 +137,7 @@ class WeaviateVectorIndex:
 
     async def delete(self, collection: str, ids: Sequence[RecordId]) -> int:
         """Remove these ids from every dimension's collection; returns how many existed."""
+        ids = check_ids(ids)
         from weaviate.classes.query import Filter
         from weaviate.util import generate_uuid5
 
