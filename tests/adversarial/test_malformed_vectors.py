@@ -65,7 +65,8 @@ WRONG_KINDS = [
     ("upsert", lambda v: v.upsert("crawled_pages", "records"), "records"),
     ("upsert", lambda v: v.upsert("crawled_pages", [VectorRecord(1, GOOD, None)]),  # type: ignore[arg-type]
      "metadata"),
-    ("upsert", lambda v: v.upsert("crawled_pages", [VectorRecord(None, GOOD)]), "records\\[0\\].id"),
+    ("upsert", lambda v: v.upsert("crawled_pages", [VectorRecord(None, GOOD)]),
+     "records\\[0\\].id"),
     ("upsert", lambda v: v.upsert("crawled_pages", [VectorRecord(1, GOOD, {}, 5)]), "document"),
     ("query", lambda v: v.query("crawled_pages", GOOD, k="5"), "k must be"),
     ("query", lambda v: v.query("crawled_pages", GOOD, k=True), "k must be"),
