@@ -11,7 +11,7 @@ import pytest
 from app.config import DatabaseType, Settings
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples" / "env").glob("*.env"))
+EXAMPLES = sorted((ROOT / "examples" / "env").glob("*.env.example"))
 README = (ROOT / "README.md").read_text()
 ASSIGNMENT = re.compile(r"^#?\s*([A-Z][A-Z0-9_]+)=", re.MULTILINE)
 
