@@ -16,6 +16,10 @@ README = (ROOT / "README.md").read_text()
 ASSIGNMENT = re.compile(r"^#?\s*([A-Z][A-Z0-9_]+)=", re.MULTILINE)
 
 
+def backend_of(path: Path) -> str:
+    return path.name.removesuffix(".env.example")
+
+
 def readme_settings() -> set[str]:
     """The variables of the README's configuration table."""
     table = README.split("## Configuration", 1)[1].split("\n\n| variable |", 1)[1]
@@ -24,18 +28,18 @@ def readme_settings() -> set[str]:
 
 
 def test_there_is_an_example_per_backend() -> None:
-    assert [path.stem for path in EXAMPLES] == ["mariadb", "postgresql", "sqlite", "supabase"]
+    assert [backend_of(path) for path in EXAMPLES] == ["mariadb", "postgresql", "sqlite", "supabase"]
     assert all(f"examples/env/{path.name}" in README for path in EXAMPLES)
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.stem)
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: backend_of(path))
 def test_every_setting_is_named(path: Path) -> None:
     wanted = readme_settings()
     assert len(wanted) >= 20
     assert wanted <= set(ASSIGNMENT.findall(path.read_text())), path.name
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: path.stem)
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda path: backend_of(path))
 def test_what_it_sets_is_accepted(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in readme_settings():
         monkeypatch.delenv(name, raising=False)
@@ -44,5 +48,5 @@ def test_what_it_sets_is_accepted(path: Path, monkeypatch: pytest.MonkeyPatch) -
 
     expected = {"sqlite": DatabaseType.SQLITE, "postgresql": DatabaseType.POSTGRESQL,
                 "supabase": DatabaseType.SUPABASE, "mariadb": DatabaseType.MYSQL}  # fmt: skip
-    assert settings.database_type is expected[path.stem]
+    assert settings.database_type is expected[backend_of(path)]
     assert "CHANGE-ME" not in repr(settings)  # the placeholder password is masked like any other
