@@ -28,7 +28,8 @@ def readme_settings() -> set[str]:
 
 
 def test_there_is_an_example_per_backend() -> None:
-    assert [backend_of(path) for path in EXAMPLES] == ["mariadb", "postgresql", "sqlite", "supabase"]
+    backends = [backend_of(path) for path in EXAMPLES]
+    assert backends == ["mariadb", "postgresql", "sqlite", "supabase"]
     assert all(f"examples/env/{path.name}" in README for path in EXAMPLES)
 
 
