@@ -46,13 +46,14 @@ def _register() -> None:
     if _registered:  # tests register before invoking; main() must not add the groups twice
         return
     _registered = True
-    from app.cli import data, doctor, migrate, vectors
+    from app.cli import data, doctor, migrate, transfer, vectors
 
     app.add_typer(migrate.app, name="migrate")
     app.add_typer(vectors.app, name="vectors")
     app.command()(data.ingest)
     app.command()(data.search)
     app.command()(doctor.doctor)
+    app.command(name="copy")(transfer.copy)
 
 
 def main() -> None:
