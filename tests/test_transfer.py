@@ -1,0 +1,162 @@
+"""``copy_database`` / ``archon-db copy`` on real servers: the four paths of Archon's appendix B,
+both ways, each into a new private database; an interrupted copy resumed; the refusals.
+
+Size: ``TEST_COPY_CHUNKS`` crawled pages with 1536-d vectors (default 500; ``make
+test-adversarial`` runs 50,000 in ``tests/adversarial/test_copy_large.py``) plus a tenth as many
+code examples with 384-d vectors and rows in every other table (``tests/transfer_data.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.errors import ConflictError, InvalidInputError
+from app.transfer import copy_database
+from tests.transfer_checks import (
+    checksums,
+    cli,
+    cli_environment,
+    kill_copy_midway,
+    layer_for,
+    next_ids_follow,
+    private_database,
+    run_copy,
+    same_neighbours,
+)
+from tests.transfer_data import seed
+
+CHUNKS = int(os.environ.get("TEST_COPY_CHUNKS", "500"))
+PATHS = [
+    ("pgvector", "sqlite"),
+    ("sqlite", "pgvector"),
+    ("postgres", "mariadb"),
+    ("mariadb", "postgres"),
+    ("mariadb", "sqlite"),
+    ("sqlite", "mariadb"),
+]
+
+
+def _pgvector_admin(request: pytest.FixtureRequest, *kinds: str) -> str | None:
+    """The pgvector server's admin URL when a path needs it (started once per session)."""
+    return request.getfixturevalue("pgvector_server") if "pgvector" in kinds else None
+
+
+async def _count(layer: object, table: str) -> int:
+    async with AsyncSession(layer.engine) as session:  # type: ignore[attr-defined]
+        return int((await session.execute(sa.text(f"SELECT count(*) FROM {table}"))).scalar_one())
+
+
+@pytest.mark.parametrize(("source_kind", "target_kind"), PATHS, ids=lambda k: k)
+async def test_copy_path(source_kind: str, target_kind: str, request: pytest.FixtureRequest) -> None:
+    admin = _pgvector_admin(request, source_kind, target_kind)
+    async with private_database(source_kind, admin) as source_url, private_database(
+        target_kind, admin
+    ) as target_url:
+        source = layer_for(source_kind, source_url)
+        target = layer_for(target_kind, target_url)
+        try:
+            await source.migrate()
+            await seed(source, CHUNKS)
+            report = await copy_database(source, target, batch_size=200)
+            assert report.verified, report.mismatched
+            expected = await checksums(source)
+            assert await checksums(target) == expected  # recomputed, not the report's word
+            assert await _count(target, "archon_crawled_pages") == CHUNKS
+            assert await _count(target, "archon_tasks") == 5
+            assert report.vector_index == ("pgvector" if target_kind == "pgvector" else "exact")
+            if target_kind == "pgvector":
+                assert report.hnsw_indexes == ["idx_archon_crawled_pages_embedding_1536_hnsw",
+                                               "idx_archon_code_examples_embedding_384_hnsw"]  # fmt: skip
+            assert await same_neighbours(source, target) >= CHUNKS
+            await next_ids_follow(target, source)
+            async with target.uow(read_only=True) as uow:
+                assert await uow.settings.get_value("OPENAI_API_KEY") == "sk-secret"
+        finally:
+            await source.aclose()
+            await target.aclose()
+
+
+@pytest.mark.parametrize(("source_kind", "target_kind"),
+                         [("sqlite", "pgvector"), ("postgres", "mariadb")], ids=lambda k: k)  # fmt: skip
+async def test_killed_copy_resumes(
+    source_kind: str, target_kind: str, request: pytest.FixtureRequest
+) -> None:
+    """The CLI killed with SIGKILL at a random row, then ``--resume``: nothing lost or doubled."""
+    admin = _pgvector_admin(request, source_kind, target_kind)
+    rng = random.Random()
+    async with private_database(source_kind, admin) as source_url, private_database(
+        target_kind, admin
+    ) as target_url:
+        source = layer_for(source_kind, source_url)
+        target = layer_for(target_kind, target_url)
+        try:
+            await source.migrate()
+            await seed(source, CHUNKS)
+            threshold, held = kill_copy_midway(source_url, target_url, target_kind, target,
+                                               CHUNKS, rng)  # fmt: skip
+            assert held < CHUNKS, (threshold, held)
+            refused = run_copy(source_url, target_url, target_kind)
+            assert refused.returncode == 2 and "--resume" in refused.stderr
+            done = run_copy(source_url, target_url, target_kind, "--resume")
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert "every count and checksum matches" in done.stdout
+            assert await checksums(target) == await checksums(source)
+            assert await same_neighbours(source, target) >= CHUNKS
+            await next_ids_follow(target, source)
+        finally:
+            await source.aclose()
+            await target.aclose()
+
+
+async def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    async with private_database("sqlite") as source_url:
+        source = layer_for("sqlite", source_url)
+        try:
+            await source.migrate()
+            await seed(source, 20)
+        finally:
+            await source.aclose()
+        target = tmp_path / "new.db"
+        import subprocess
+
+        shown = subprocess.run(  # noqa: S603 - our own command line
+            cli("copy", "--from", source_url, "--to", f"sqlite:///{target}", "--dry-run"),
+            cwd=cli_environment("sqlite")["PYTHONPATH"], env=cli_environment("sqlite"),
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert "archon_crawled_pages" in shown.stdout and "19 x 1536-d" in shown.stdout
+        assert "migrates it first" in shown.stdout
+        assert not target.exists()
+
+
+async def test_refusals(tmp_path: Path) -> None:
+    """A target holding data, the same database twice, a bad batch size: typed errors, and the
+    command line's one masked line with exit 2."""
+    async with private_database("sqlite") as source_url, private_database("sqlite") as other:
+        source, target = layer_for("sqlite", source_url), layer_for("sqlite", other)
+        try:
+            await source.migrate()
+            await seed(source, 10)
+            with pytest.raises(InvalidInputError, match="batch_size"):
+                await copy_database(source, target, batch_size=0)
+            with pytest.raises(InvalidInputError, match="same database"):
+                await copy_database(source, layer_for("sqlite", source_url))
+            await target.migrate()
+            await seed(target, 10)
+            with pytest.raises(ConflictError, match="already holds"):
+                await copy_database(source, target)
+        finally:
+            await source.aclose()
+            await target.aclose()
+    result = run_copy("mysql://root:hunter2@127.0.0.1:1/archon", f"sqlite:///{tmp_path}/t.db",
+                      "sqlite")  # fmt: skip
+    assert result.returncode == 2
+    assert "hunter2" not in result.stdout + result.stderr
+    assert result.stderr.strip().startswith("error:")

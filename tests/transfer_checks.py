@@ -1,0 +1,177 @@
+"""What the copy tests share: private databases per backend, the CLI in a subprocess, and the
+checks a copy must pass (checksums recomputed, nearest neighbours, id counters, plain SQL)."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.bootstrap import DataLayer, bootstrap
+from app.config import Settings
+from app.domain import CrawledPage
+from app.transfer.canonical import table_checksum
+from app.transfer.read import batches
+from app.transfer.tables import TableSpec, table_specs
+from tests.support import backends as servers
+
+ROOT = Path(__file__).resolve().parents[1]
+INDEX_OF = {"pgvector": "pgvector", "sqlite": "exact", "postgres": "exact", "mariadb": "exact"}
+
+
+@asynccontextmanager
+async def private_database(kind: str, pgvector_admin: str | None = None) -> AsyncIterator[str]:
+    """A new, empty database of ``kind`` (sqlite, pgvector, postgres, mariadb), dropped after."""
+    if kind == "sqlite":
+        context: Any = servers.sqlite_backend()
+    elif kind == "mariadb":
+        context = servers.mariadb_backend()
+    elif kind == "postgres":
+        context = servers.postgres_backend("postgres", servers.postgres_admin_url())
+    else:
+        assert pgvector_admin is not None
+        context = servers.postgres_backend("pgvector", pgvector_admin)
+    async with context as backend:
+        yield backend.url
+
+
+def layer_for(kind: str, url: str, **overrides: Any) -> DataLayer:
+    values = {"database_url": url, "vector_database": INDEX_OF[kind], **overrides}
+    return bootstrap(Settings(_env_file=None, **values))
+
+
+def cli_environment(kind: str) -> dict[str, str]:
+    """The environment of a CLI run whose target is ``kind`` (no stray database settings)."""
+    prefixes = ("DATABASE_", "CHROMA_", "VECTOR_", "WEAVIATE_", "MYSQL_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env.update({"VECTOR_DATABASE": INDEX_OF[kind], "PYTHONPATH": str(ROOT)})
+    return env
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from app.cli import main; main()", *args]
+
+
+def run_copy(source: str, target: str, kind: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``archon-db copy`` in a subprocess, to completion."""
+    return subprocess.run(  # noqa: S603 - our own command line
+        cli("copy", "--from", source, "--to", target, *extra),
+        cwd=ROOT, env=cli_environment(kind), capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+
+
+async def _rows_in(layer: DataLayer, table: str) -> int:
+    async with AsyncSession(layer.engine) as session:
+        try:
+            found = await session.execute(sa.text(f"SELECT count(*) FROM {table}"))
+        except sa.exc.DBAPIError:
+            return -1  # not created yet
+        return int(found.scalar_one())
+
+
+def kill_copy_midway(
+    source: str, target: str, kind: str, target_layer: DataLayer, total: int, rng: random.Random
+) -> tuple[int, int]:
+    """Start the copy, SIGKILL it once the target holds a random number of chunk rows.
+
+    Returns (the kill's threshold, the chunk rows the target held when it was killed)."""
+    import asyncio
+
+    threshold = rng.randint(1, max(1, total - 2))
+    process = subprocess.Popen(  # noqa: S603 - our own command line
+        cli("copy", "--from", source, "--to", target, "--batch-size", "40"),
+        cwd=ROOT, env=cli_environment(kind), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    held, deadline = -1, time.monotonic() + 600
+
+    async def poll() -> int:
+        return await _rows_in(target_layer, "archon_crawled_pages")
+
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            held = asyncio.run(poll())
+            if held >= threshold:
+                break
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the copy ended before it could be killed"
+    return threshold, held
+
+
+async def checksums(layer: DataLayer) -> dict[str, tuple[int, str]]:
+    """Rows and canonical checksum of every copied table, computed afresh."""
+    async with AsyncSession(layer.engine) as session:
+        specs = await table_specs(session)
+    return {spec.name: await table_checksum(layer.engine, spec, 500) for spec in specs}
+
+
+async def stored_vectors(layer: DataLayer, table: str) -> dict[int, np.ndarray]:
+    """Every vector of ``table`` by row id (read in batches by key)."""
+    async with AsyncSession(layer.engine) as session:
+        (spec,) = [s for s in await table_specs(session) if s.name == table]
+    mirror = TableSpec(spec.table, ("id",), spec.vectors, ())
+    found = {}
+    async for rows in batches(layer.engine, mirror, 1000):
+        for row in rows:
+            for column in spec.vectors.values():
+                if row[column] is not None:
+                    found[int(row["id"])] = row[column]
+    return found
+
+
+async def nearest(layer: DataLayer, collection: str, vectors: dict[int, np.ndarray]) -> dict:
+    """The top-1 row id the layer's index gives for each vector."""
+    found = {}
+    async with layer.uow(read_only=True) as uow:
+        for key, vector in vectors.items():
+            hits = await uow.vectors.query(collection, vector.tolist(), k=1)
+            found[key] = hits[0].id if hits else None
+    return found
+
+
+async def same_neighbours(source: DataLayer, target: DataLayer, sample: int | None = None) -> int:
+    """Assert that for every (or a sample of) copied vector the target's nearest row is the
+    source's; how many were compared."""
+    compared = 0
+    for collection, table in (("crawled_pages", "archon_crawled_pages"),
+                              ("code_examples", "archon_code_examples")):  # fmt: skip
+        vectors = await stored_vectors(source, table)
+        copied = await stored_vectors(target, table)
+        assert copied.keys() == vectors.keys()
+        if sample is not None and len(vectors) > sample:
+            keys = random.Random(5).sample(sorted(vectors), sample)
+            vectors = {k: vectors[k] for k in keys}
+        for key, vector in vectors.items():
+            assert np.array_equal(copied[key], vector), f"{table} {key}: vector differs"
+        before, after = await nearest(source, collection, vectors), await nearest(
+            target, collection, vectors
+        )
+        assert after == before
+        compared += len(vectors)
+    return compared
+
+
+async def next_ids_follow(target: DataLayer, source: DataLayer) -> None:
+    """A new chunk in the target gets an id past every copied id."""
+    async with AsyncSession(source.engine) as session:
+        largest = (await session.execute(sa.text("SELECT max(id) FROM archon_crawled_pages")))
+        copied = int(largest.scalar_one())
+    async with target.uow() as uow:
+        page = await uow.pages.add(CrawledPage(url="https://new.example.com", chunk_number=0,
+                                               content="after the copy",
+                                               source_id="0000000000000001"))  # fmt: skip
+        await uow.commit()
+    assert page.id > copied
