@@ -29,7 +29,8 @@ from app.transfer.read import batches, count_rows
 from app.transfer.report import CopyReport, TableReport
 from app.transfer.sequences import continue_counters
 from app.transfer.tables import TableSpec, table_columns, table_specs, vector_columns
-from app.transfer.write import clear_table, write_batch, write_deferred
+from app.transfer.selfref import copy_self_referencing
+from app.transfer.write import clear_table, write_batch
 
 Progress = Callable[[str, int, int], Any]  # table (or stage), done, total
 DEFAULT_BATCH = 500
@@ -156,9 +157,12 @@ async def _copy_table(
     size: int,
     on_progress: Progress | None,
 ) -> None:
-    """One table, batch by batch; then its self-references, in a second pass."""
+    """One table, batch by batch, each batch in one target transaction."""
     if spec.setup:
         await clear_table(target, spec)
+    if spec.deferred:
+        await copy_self_referencing(source, target, spec, kinds, report, size, on_progress)
+        return
     done = 0
     async for rows in batches(source, spec, size):
         written = await write_batch(target, spec, kinds, rows)
@@ -167,9 +171,6 @@ async def _copy_table(
         done += len(rows)
         if on_progress is not None:
             on_progress(spec.name, done, report.source_rows)
-    if spec.deferred:
-        async for rows in batches(source, spec, size):
-            await write_deferred(target, spec, rows)
     if on_progress is not None and not done:
         on_progress(spec.name, 0, 0)
 

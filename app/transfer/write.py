@@ -5,8 +5,8 @@ and writes only the others, so a batch committed before an interruption is skipp
 was rolled back is written again; nothing is duplicated or lost. Rows go through the layer's
 bulk insert (``insert_with_columns``: binary COPY on PostgreSQL, multi-row INSERT elsewhere)
 with their vectors in the same row write, each vector encoded for the target's column
-(pgvector's ``vector`` or a float32 blob). Self-references (a task's parent) are written in a
-second pass, once every row of the table exists.
+(pgvector's ``vector`` or a float32 blob). A row that references its own table (a task's
+parent) is written after the row it references (``app.transfer.selfref``).
 """
 
 from __future__ import annotations
@@ -54,9 +54,15 @@ def _encode(value: Any, kind: str) -> Any:
 
 
 async def write_batch(
-    engine: AsyncEngine, spec: TableSpec, target_vectors: dict[int, str], rows: list[Row]
+    engine: AsyncEngine,
+    spec: TableSpec,
+    target_vectors: dict[int, str],
+    rows: list[Row],
+    *,
+    defer: bool = False,
 ) -> int:
-    """Insert the rows of ``rows`` the target lacks, in one transaction; how many were."""
+    """Insert the rows of ``rows`` the target lacks, in one transaction; how many were.
+    ``defer``: leave the self-referencing columns empty (``write_deferred`` sets them)."""
     columns = model_columns(spec.table)
     async with AsyncSession(engine) as session, session.begin():
         with translate_errors(f"writing {spec.name}"):
@@ -67,7 +73,7 @@ async def write_batch(
             await prepare_vectors(session)
             items = [
                 SimpleNamespace(**{
-                    attr: None if name in spec.deferred else row.get(name)
+                    attr: None if defer and name in spec.deferred else row.get(name)
                     for name, attr in columns.attr_of.items()
                 })
                 for row in missing
