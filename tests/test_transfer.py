@@ -11,7 +11,6 @@ Every copied vector is compared bit for bit; ``TEST_COPY_NN_SAMPLE`` of them per
 from __future__ import annotations
 
 import os
-import random
 from pathlib import Path
 
 import pytest
@@ -24,12 +23,14 @@ from tests.transfer_checks import (
     checksums,
     cli,
     cli_environment,
-    kill_copy_midway,
+    killed_and_resumed,
     layer_for,
     next_ids_follow,
+    pgvector_admin,
     private_database,
     run_copy,
     same_neighbours,
+    seeded_pair,
 )
 from tests.transfer_data import seed
 
@@ -48,11 +49,8 @@ PATHS = [
 
 @pytest.fixture
 def admin(request: pytest.FixtureRequest) -> str | None:
-    """The pgvector server's admin URL when the test's path needs it (started once per
-    session); a synchronous fixture, so it may ask for the server fixture by name."""
-    params = getattr(request.node, "callspec", None)
-    kinds = params.params.values() if params is not None else ()
-    return request.getfixturevalue("pgvector_server") if "pgvector" in kinds else None
+    """The pgvector server's admin URL when the test's path needs it (None otherwise)."""
+    return pgvector_admin(request)
 
 
 async def _count(layer: object, table: str) -> int:
@@ -72,61 +70,35 @@ async def _hnsw_indexes(layer: object) -> set[str]:
 
 @pytest.mark.parametrize(("source_kind", "target_kind"), PATHS, ids=lambda k: k)
 async def test_copy_path(source_kind: str, target_kind: str, admin: str | None) -> None:
-    async with private_database(source_kind, admin) as source_url, private_database(
-        target_kind, admin
-    ) as target_url:
-        source = layer_for(source_kind, source_url)
-        target = layer_for(target_kind, target_url)
-        try:
-            await source.migrate()
-            await seed(source, CHUNKS)
-            report = await copy_database(source, target, batch_size=200)
-            assert report.verified, report.mismatched
-            expected = await checksums(source)
-            assert await checksums(target) == expected  # recomputed, not the report's word
-            assert await _count(target, "archon_crawled_pages") == CHUNKS
-            assert await _count(target, "archon_tasks") == 5
-            assert report.vector_index == ("pgvector" if target_kind == "pgvector" else "exact")
-            if target_kind == "pgvector":
-                assert set(report.hnsw_indexes) == await _hnsw_indexes(target)
-                assert {"idx_archon_crawled_pages_embedding_1536_hnsw",
-                        "idx_archon_code_examples_embedding_384_hnsw"} <= set(report.hnsw_indexes)  # fmt: skip
-            assert await same_neighbours(source, target, NN_SAMPLE) >= min(NN_SAMPLE, CHUNKS // 10)
-            await next_ids_follow(target, source)
-            async with target.uow(read_only=True) as uow:
-                assert await uow.settings.get_value("OPENAI_API_KEY") == "sk-secret"
-        finally:
-            await source.aclose()
-            await target.aclose()
+    async with seeded_pair(source_kind, target_kind, admin, CHUNKS) as (source, target):
+        report = await copy_database(source, target, batch_size=200)
+        assert report.verified, report.mismatched
+        expected = await checksums(source)
+        assert await checksums(target) == expected  # recomputed, not the report's word
+        assert await _count(target, "archon_crawled_pages") == CHUNKS
+        assert await _count(target, "archon_tasks") == 5
+        assert report.vector_index == ("pgvector" if target_kind == "pgvector" else "exact")
+        if target_kind == "pgvector":
+            assert set(report.hnsw_indexes) == await _hnsw_indexes(target)
+            assert {
+                "idx_archon_crawled_pages_embedding_1536_hnsw",
+                "idx_archon_code_examples_embedding_384_hnsw",
+            } <= set(report.hnsw_indexes)
+        assert await same_neighbours(source, target, NN_SAMPLE) >= min(NN_SAMPLE, CHUNKS // 10)
+        await next_ids_follow(target, source)
+        async with target.uow(read_only=True) as uow:
+            assert await uow.settings.get_value("OPENAI_API_KEY") == "sk-secret"
 
 
-@pytest.mark.parametrize(("source_kind", "target_kind"),
-                         [("sqlite", "pgvector"), ("postgres", "mariadb")], ids=lambda k: k)  # fmt: skip
+@pytest.mark.parametrize(
+    ("source_kind", "target_kind"),
+    [("sqlite", "pgvector"), ("postgres", "mariadb")],
+    ids=lambda k: k,
+)
 async def test_killed_copy_resumes(source_kind: str, target_kind: str, admin: str | None) -> None:
     """The CLI killed with SIGKILL at a random row, then ``--resume``: nothing lost or doubled."""
-    rng = random.Random()
-    async with private_database(source_kind, admin) as source_url, private_database(
-        target_kind, admin
-    ) as target_url:
-        source = layer_for(source_kind, source_url)
-        target = layer_for(target_kind, target_url)
-        try:
-            await source.migrate()
-            await seed(source, CHUNKS)
-            threshold, held = await kill_copy_midway(source_url, target_url, target_kind, target,
-                                               CHUNKS, rng)  # fmt: skip
-            assert 1 <= held < CHUNKS, (threshold, held)  # killed inside the chunk table
-            refused = run_copy(source_url, target_url, target_kind)
-            assert refused.returncode == 2 and "--resume" in refused.stderr
-            done = run_copy(source_url, target_url, target_kind, "--resume")
-            assert done.returncode == 0, done.stdout + done.stderr
-            assert "every count and checksum matches" in done.stdout
-            assert await checksums(target) == await checksums(source)
-            assert await same_neighbours(source, target, NN_SAMPLE) >= min(NN_SAMPLE, CHUNKS // 10)
-            await next_ids_follow(target, source)
-        finally:
-            await source.aclose()
-            await target.aclose()
+    resumed = await killed_and_resumed(source_kind, target_kind, admin, CHUNKS, NN_SAMPLE)
+    assert resumed.held >= 1
 
 
 async def test_dry_run_writes_nothing(tmp_path: Path) -> None:
@@ -142,9 +114,12 @@ async def test_dry_run_writes_nothing(tmp_path: Path) -> None:
 
         shown = subprocess.run(  # noqa: S603 - our own command line
             cli("copy", "--from", source_url, "--to", f"sqlite:///{target}", "--dry-run"),
-            cwd=cli_environment("sqlite")["PYTHONPATH"], env=cli_environment("sqlite"),
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
+            cwd=cli_environment("sqlite")["PYTHONPATH"],
+            env=cli_environment("sqlite"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert shown.returncode == 0, shown.stderr
         assert "archon_crawled_pages" in shown.stdout and "19 x 1536-d" in shown.stdout
         assert "migrates it first" in shown.stdout
@@ -170,8 +145,9 @@ async def test_refusals(tmp_path: Path) -> None:
         finally:
             await source.aclose()
             await target.aclose()
-    result = run_copy("mysql://root:hunter2@127.0.0.1:1/archon", f"sqlite:///{tmp_path}/t.db",
-                      "sqlite")  # fmt: skip
+    result = run_copy(
+        "mysql://root:hunter2@127.0.0.1:1/archon", f"sqlite:///{tmp_path}/t.db", "sqlite"
+    )
     assert result.returncode == 2
     assert "hunter2" not in result.stdout + result.stderr
     assert result.stderr.strip().startswith("error:")

@@ -9,9 +9,11 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ from app.transfer.canonical import table_checksum
 from app.transfer.read import batches
 from app.transfer.tables import TableSpec, table_specs
 from tests.support import backends as servers
+from tests.transfer_data import seed
 
 ROOT = Path(__file__).resolve().parents[1]
 INDEX_OF = {"pgvector": "pgvector", "sqlite": "exact", "postgres": "exact", "mariadb": "exact"}
@@ -68,8 +71,37 @@ def run_copy(source: str, target: str, kind: str, *extra: str) -> subprocess.Com
     """``archon-db copy`` in a subprocess, to completion."""
     return subprocess.run(  # noqa: S603 - our own command line
         cli("copy", "--from", source, "--to", target, *extra),
-        cwd=ROOT, env=cli_environment(kind), capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+        cwd=ROOT,
+        env=cli_environment(kind),
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+
+
+def measured_copy(source: str, target: str, kind: str, *extra: str) -> tuple[int, str, float]:
+    """``archon-db copy`` in a subprocess: (exit status, output, peak RSS in MiB)."""
+    with tempfile.TemporaryFile("w+") as output:
+        process = subprocess.Popen(  # noqa: S603 - our own command line
+            cli("copy", "--from", source, "--to", target, *extra),
+            cwd=ROOT,
+            env=cli_environment(kind),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        status, peak = _reap(process)
+        output.seek(0)
+        return status, output.read(), peak
+
+
+def _reap(process: subprocess.Popen[Any]) -> tuple[int, float]:
+    """Wait for ``process``: (its exit status, negative for a signal; its peak RSS in MiB)."""
+    if process.returncode is not None:  # reaped by poll() already: its usage is gone
+        return process.returncode, float("nan")
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return process.returncode, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
 
 
 async def _rows_in(layer: DataLayer, table: str) -> int:
@@ -83,16 +115,20 @@ async def _rows_in(layer: DataLayer, table: str) -> int:
 
 async def kill_copy_midway(
     source: str, target: str, kind: str, target_layer: DataLayer, total: int, rng: random.Random
-) -> tuple[int, int]:
+) -> tuple[int, int, float]:
     """Start the copy, SIGKILL it once the target holds a random number of chunk rows.
 
-    Returns (the kill's threshold, the chunk rows the target held when it was killed)."""
+    Returns (the kill's threshold, the chunk rows the target held then, the copy's peak RSS in
+    MiB)."""
     threshold = rng.randint(1, max(1, total - 2))
     process = subprocess.Popen(  # noqa: S603 - our own command line
         cli("copy", "--from", source, "--to", target, "--batch-size", "40"),
-        cwd=ROOT, env=cli_environment(kind), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    held, deadline = -1, time.monotonic() + 600
+        cwd=ROOT,
+        env=cli_environment(kind),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    held, deadline = -1, time.monotonic() + 1800
     try:
         while process.poll() is None and time.monotonic() < deadline:
             held = await _rows_in(target_layer, "archon_crawled_pages")
@@ -101,9 +137,9 @@ async def kill_copy_midway(
             await asyncio.sleep(0.02)
         process.send_signal(signal.SIGKILL)
     finally:
-        process.wait(timeout=60)
-    assert process.returncode == -signal.SIGKILL, "the copy ended before it could be killed"
-    return threshold, held
+        status, peak = _reap(process)
+    assert status == -signal.SIGKILL, "the copy ended before it could be killed"
+    return threshold, held, peak
 
 
 async def checksums(layer: DataLayer) -> dict[str, tuple[int, str]]:
@@ -142,8 +178,10 @@ async def same_neighbours(source: DataLayer, target: DataLayer, sample: int | No
     a seeded sample of ``sample`` per collection: an exact index answers a query in ~25 ms) the
     target's index gives the same nearest row as the source's; how many were queried."""
     compared = 0
-    for collection, table in (("crawled_pages", "archon_crawled_pages"),
-                              ("code_examples", "archon_code_examples")):  # fmt: skip
+    for collection, table in (
+        ("crawled_pages", "archon_crawled_pages"),
+        ("code_examples", "archon_code_examples"),
+    ):
         vectors = await stored_vectors(source, table)
         copied = await stored_vectors(target, table)
         assert copied.keys() == vectors.keys()
@@ -152,8 +190,9 @@ async def same_neighbours(source: DataLayer, target: DataLayer, sample: int | No
         if sample is not None and len(vectors) > sample:
             keys = random.Random(5).sample(sorted(vectors), sample)
             vectors = {k: vectors[k] for k in keys}
-        before, after = await nearest(source, collection, vectors), await nearest(
-            target, collection, vectors
+        before, after = (
+            await nearest(source, collection, vectors),
+            await nearest(target, collection, vectors),
         )
         assert after == before
         compared += len(vectors)
@@ -163,11 +202,81 @@ async def same_neighbours(source: DataLayer, target: DataLayer, sample: int | No
 async def next_ids_follow(target: DataLayer, source: DataLayer) -> None:
     """A new chunk in the target gets an id past every copied id."""
     async with AsyncSession(source.engine) as session:
-        largest = (await session.execute(sa.text("SELECT max(id) FROM archon_crawled_pages")))
+        largest = await session.execute(sa.text("SELECT max(id) FROM archon_crawled_pages"))
         copied = int(largest.scalar_one())
     async with target.uow() as uow:
-        page = await uow.pages.add(CrawledPage(url="https://new.example.com", chunk_number=0,
-                                               content="after the copy",
-                                               source_id="0000000000000001"))  # fmt: skip
+        page = await uow.pages.add(
+            CrawledPage(
+                url="https://new.example.com",
+                chunk_number=0,
+                content="after the copy",
+                source_id="0000000000000001",
+            )
+        )
         await uow.commit()
     assert page.id > copied
+
+
+def pgvector_admin(request: Any) -> str | None:
+    """For a synchronous fixture: the pgvector server's admin URL when the test's parameters
+    name pgvector (the session's server, started on first use), else None."""
+    params = getattr(request.node, "callspec", None)
+    kinds = params.params.values() if params is not None else ()
+    return request.getfixturevalue("pgvector_server") if "pgvector" in kinds else None
+
+
+@dataclass
+class ResumedCopy:
+    """What ``killed_and_resumed`` saw: chunk rows in the target at the kill, peak RSS (MiB)
+    of the killed and of the resumed copy, and the resumed copy's output."""
+
+    held: int
+    killed_peak: float
+    resumed_peak: float
+    output: str
+
+
+async def killed_and_resumed(
+    source_kind: str, target_kind: str, admin: str | None, chunks: int, nn_sample: int
+) -> ResumedCopy:
+    """Seed a new source, kill ``archon-db copy`` at a random chunk row, check that a rerun
+    without ``--resume`` is refused, resume, and check the result (checksums recomputed, same
+    nearest rows, id counters)."""
+    async with seeded_pair(source_kind, target_kind, admin, chunks) as (source, target):
+        source_url = source.settings.database_url
+        target_url = target.settings.database_url
+        assert source_url is not None and target_url is not None
+        _, held, killed_peak = await kill_copy_midway(
+            source_url, target_url, target_kind, target, chunks, random.Random()
+        )
+        assert 1 <= held < chunks, held  # killed inside the chunk table
+        refused = run_copy(source_url, target_url, target_kind)
+        assert refused.returncode == 2 and "--resume" in refused.stderr
+        status, output, peak = measured_copy(source_url, target_url, target_kind, "--resume")
+        assert status == 0, output
+        assert "every count and checksum matches" in output
+        assert await checksums(target) == await checksums(source)
+        assert await same_neighbours(source, target, nn_sample) >= min(nn_sample, chunks // 10)
+        await next_ids_follow(target, source)
+        return ResumedCopy(held, killed_peak, peak, output)
+
+
+@asynccontextmanager
+async def seeded_pair(
+    source_kind: str, target_kind: str, admin: str | None, chunks: int
+) -> AsyncIterator[tuple[DataLayer, DataLayer]]:
+    """(source, target) layers on new private databases, the source migrated and seeded with
+    ``chunks`` chunks and every other table, the target empty and not migrated."""
+    async with (
+        private_database(source_kind, admin) as source_url,
+        private_database(target_kind, admin) as target_url,
+    ):
+        source = layer_for(source_kind, source_url)
+        target = layer_for(target_kind, target_url)
+        try:
+            await source.migrate()
+            await seed(source, chunks)
+            yield source, target
+        finally:
+            await source.aclose()
+            await target.aclose()

@@ -88,49 +88,87 @@ async def seed(layer: Any, chunks: int) -> None:
     """Fill every table of ``layer``'s (migrated, empty) database."""
     page_ids = [_uuid(hex(i)[2]) for i in range(4)]
     async with layer.uow() as uow:
-        await uow.sources.add_many([
-            Source(source_id=sid, title=f"Source {n}", source_url=f"https://s{n}.example.com",
-                   metadata_={"knowledge_type": "technical", "n": n})
-            for n, sid in enumerate(source_ids())
-        ])  # fmt: skip
-        await uow.page_metadata.add_many([
-            PageMetadata(id=pid, source_id=source_ids()[0], url=f"https://docs.example.com/p{i}",
-                         full_content="Full page " * 50, word_count=100, char_count=500)
-            for i, pid in enumerate(page_ids)
-        ])  # fmt: skip
+        await uow.sources.add_many(
+            [
+                Source(
+                    source_id=sid,
+                    title=f"Source {n}",
+                    source_url=f"https://s{n}.example.com",
+                    metadata_={"knowledge_type": "technical", "n": n},
+                )
+                for n, sid in enumerate(source_ids())
+            ]
+        )
+        await uow.page_metadata.add_many(
+            [
+                PageMetadata(
+                    id=pid,
+                    source_id=source_ids()[0],
+                    url=f"https://docs.example.com/p{i}",
+                    full_content="Full page " * 50,
+                    word_count=100,
+                    char_count=500,
+                )
+                for i, pid in enumerate(page_ids)
+            ]
+        )
         await uow.commit()
     sources = {sid: Source(source_id=sid) for sid in source_ids()}
     by_source: dict[str, list[Any]] = {}
     for item in _pages(chunks, page_ids):
         by_source.setdefault(item[0].source_id, []).append(item)
         if len(by_source[item[0].source_id]) >= 2000:
-            await layer.ingest(sources[item[0].source_id], by_source.pop(item[0].source_id),
-                               embedding_model="test-embedder")  # fmt: skip
+            await layer.ingest(
+                sources[item[0].source_id],
+                by_source.pop(item[0].source_id),
+                embedding_model="test-embedder",
+            )
     for sid, items in by_source.items():
         await layer.ingest(sources[sid], items, embedding_model="test-embedder")
-    await layer.ingest(sources[source_ids()[1]], list(_code(max(chunks // 10, 5))),
-                       embedding_model="code-embedder")  # fmt: skip
+    await layer.ingest(
+        sources[source_ids()[1]], list(_code(max(chunks // 10, 5))), embedding_model="code-embedder"
+    )
     await _projects(layer)
 
 
 async def _projects(layer: Any) -> None:
     async with layer.uow() as uow:
         project = await uow.projects.add(Project(title="Search", docs=[{"id": "d1"}], pinned=True))
-        parent = await uow.tasks.add(Task(id=_uuid("f"), project_id=project.id, title="Parent",
-                                          status=TaskStatus.DOING, priority=TaskPriority.HIGH))
+        parent = await uow.tasks.add(
+            Task(
+                id=_uuid("f"),
+                project_id=project.id,
+                title="Parent",
+                status=TaskStatus.DOING,
+                priority=TaskPriority.HIGH,
+            )
+        )
         for n in range(4):
-            await uow.tasks.add(Task(id=_uuid(str(n)), project_id=project.id, title=f"Child {n}",
-                                     parent_task_id=parent.id, task_order=n,
-                                     archived=n == 3,
-                                     archived_at=datetime(2025, 1, 2, 3, 4, 5, 678901, UTC)
-                                     if n == 3 else None))  # fmt: skip
-        await uow.project_sources.add(ProjectSource(project_id=project.id,
-                                                    source_id=source_ids()[0], notes="technical"))
-        await uow.document_versions.add(DocumentVersion(project_id=project.id, field_name="docs",
-                                                        version_number=1,
-                                                        content=[{"title": "v1", "x": -0.0}]))
-        await uow.settings.set_value("OPENAI_API_KEY", "sk-secret", encrypt=True,
-                                     category="api_keys")  # fmt: skip
+            await uow.tasks.add(
+                Task(
+                    id=_uuid(str(n)),
+                    project_id=project.id,
+                    title=f"Child {n}",
+                    parent_task_id=parent.id,
+                    task_order=n,
+                    archived=n == 3,
+                    archived_at=datetime(2025, 1, 2, 3, 4, 5, 678901, UTC) if n == 3 else None,
+                )
+            )
+        await uow.project_sources.add(
+            ProjectSource(project_id=project.id, source_id=source_ids()[0], notes="technical")
+        )
+        await uow.document_versions.add(
+            DocumentVersion(
+                project_id=project.id,
+                field_name="docs",
+                version_number=1,
+                content=[{"title": "v1", "x": -0.0}],
+            )
+        )
+        await uow.settings.set_value(
+            "OPENAI_API_KEY", "sk-secret", encrypt=True, category="api_keys"
+        )
         await uow.settings.set_value("MODEL_CHOICE", "gpt-4.1-nano", category="rag_strategy")
         await uow.prompts.add(Prompt(prompt_name="document_builder", prompt="Build the doc."))
         uow.session.add(MigrationRecord(version="0.1.0", migration_name="001_add_source_url"))

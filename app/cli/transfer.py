@@ -30,8 +30,12 @@ def copy(
         str, typer.Option("--to", help="URL of the database to copy into.", show_default=False)
     ],
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted copy (the target may hold "
-                           "rows of it: they are skipped by key).")  # fmt: skip
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted copy (the target may hold "
+            "rows of it: they are skipped by key).",
+        ),
     ] = False,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be copied; write nothing.")
@@ -52,12 +56,20 @@ def copy(
         try:
             target_layer = bootstrap(target_settings)
             try:
-                out.print(f"copying {source_layer.settings.safe_database_url} -> "
-                          f"{target_layer.settings.safe_database_url}", highlight=False)  # fmt: skip
+                out.print(
+                    f"copying {source_layer.settings.safe_database_url} -> "
+                    f"{target_layer.settings.safe_database_url}",
+                    highlight=False,
+                )
                 with progress_bar("copy") as advance:
-                    return await copy_database(source_layer, target_layer, resume=resume,
-                                               dry_run=dry_run, batch_size=batch_size,
-                                               on_progress=advance)  # fmt: skip
+                    return await copy_database(
+                        source_layer,
+                        target_layer,
+                        resume=resume,
+                        dry_run=dry_run,
+                        batch_size=batch_size,
+                        on_progress=advance,
+                    )
             finally:
                 await target_layer.aclose()
         finally:
@@ -79,12 +91,16 @@ def copy(
         index += f" (store rebuilt from the rows: {report.store_records} record(s))"
     out.print(f"target vector index: {index}", highlight=False)
     if not report.verified:
-        err.print(f"[bold red]differs:[/] {', '.join(report.mismatched)} (was the source "
-                  "written to during the copy? run the copy again with --resume)",
-                  highlight=False)  # fmt: skip
+        err.print(
+            f"[bold red]differs:[/] {', '.join(report.mismatched)} (was the source "
+            "written to during the copy? run the copy again with --resume)",
+            highlight=False,
+        )
         raise typer.Exit(EXIT_PENDING)
-    out.print(f"copied and verified in {report.seconds:.1f} s: every count and checksum matches",
-              highlight=False)  # fmt: skip
+    out.print(
+        f"copied and verified in {report.seconds:.1f} s: every count and checksum matches",
+        highlight=False,
+    )
 
 
 def summary(report: CopyReport) -> Table:
@@ -105,8 +121,13 @@ def summary(report: CopyReport) -> Table:
         if report.dry_run:
             cells.append(str(row.target_rows))
         else:
-            cells += [str(row.copied), str(row.skipped), str(row.target_rows),
-                      (row.target_checksum or "")[:16], "yes" if row.verified else "NO"]  # fmt: skip
+            cells += [
+                str(row.copied),
+                str(row.skipped),
+                str(row.target_rows),
+                (row.target_checksum or "")[:16],
+                "yes" if row.verified else "NO",
+            ]
         table.add_row(*cells)
     if report.dry_run and not report.migrated:
         table.caption = "the target is not at the latest schema: the copy migrates it first"

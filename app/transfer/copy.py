@@ -27,9 +27,9 @@ from app.transfer import index
 from app.transfer.canonical import table_checksum
 from app.transfer.read import batches, count_rows
 from app.transfer.report import CopyReport, TableReport
+from app.transfer.selfref import copy_self_referencing
 from app.transfer.sequences import continue_counters
 from app.transfer.tables import TableSpec, table_columns, table_specs, vector_columns
-from app.transfer.selfref import copy_self_referencing
 from app.transfer.write import clear_table, write_batch
 
 Progress = Callable[[str, int, int], Any]  # table (or stage), done, total
@@ -78,8 +78,10 @@ async def copy_database(
     report = CopyReport(
         source=source_layer.settings.safe_database_url,
         target=target_layer.settings.safe_database_url,
-        tables=[TableReport(spec.name, await count_rows(source_layer.engine, spec.table))
-                for spec in specs],  # fmt: skip
+        tables=[
+            TableReport(spec.name, await count_rows(source_layer.engine, spec.table))
+            for spec in specs
+        ],
         vector_index="",
         dry_run=dry_run,
     )
@@ -96,8 +98,15 @@ async def copy_database(
     kinds = {spec.name: await index.target_vectors(target_layer, spec) for spec in specs}
     await index.drop_hnsw(target_layer)
     for spec, table in zip(specs, report.tables, strict=True):
-        await _copy_table(source_layer.engine, target_layer.engine, spec, kinds[spec.name],
-                          table, size, on_progress)  # fmt: skip
+        await _copy_table(
+            source_layer.engine,
+            target_layer.engine,
+            spec,
+            kinds[spec.name],
+            table,
+            size,
+            on_progress,
+        )
     await continue_counters(target_layer.engine, specs)
     report.hnsw_indexes = await index.build_hnsw(target_layer)
     await index.renew_versions(target_layer)

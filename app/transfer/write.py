@@ -72,10 +72,12 @@ async def write_batch(
                 return 0
             await prepare_vectors(session)
             items = [
-                SimpleNamespace(**{
-                    attr: None if defer and name in spec.deferred else row.get(name)
-                    for name, attr in columns.attr_of.items()
-                })
+                SimpleNamespace(
+                    **{
+                        attr: None if defer and name in spec.deferred else row.get(name)
+                        for name, attr in columns.attr_of.items()
+                    }
+                )
                 for row in missing
             ]
             extra = {
@@ -116,10 +118,12 @@ async def write_deferred(engine: AsyncEngine, spec: TableSpec, rows: list[Row]) 
     statement = (
         sa.update(spec.table)
         .where(spec.pk == key)
-        .values({
-            name: sa.bindparam(f"_v_{name}", type_=spec.table.c[name].type)
-            for name in spec.deferred
-        })
+        .values(
+            {
+                name: sa.bindparam(f"_v_{name}", type_=spec.table.c[name].type)
+                for name in spec.deferred
+            }
+        )
     )
     params = [
         {"_key": row[spec.pk.name], **{f"_v_{name}": row.get(name) for name in spec.deferred}}
