@@ -142,6 +142,10 @@ async def test_refusals(tmp_path: Path) -> None:
             await seed(target, 10)
             with pytest.raises(ConflictError, match="already holds"):
                 await copy_database(source, target)
+            shown = await copy_database(source, target, dry_run=True)  # a migrated target
+            assert shown.migrated and shown.vector_index == "exact"
+            assert {t.name: t.target_rows for t in shown.tables}["archon_crawled_pages"] == 10
+            assert not shown.verified and shown.tables[0].copied == 0
         finally:
             await source.aclose()
             await target.aclose()
@@ -151,3 +155,51 @@ async def test_refusals(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "hunter2" not in result.stdout + result.stderr
     assert result.stderr.strip().startswith("error:")
+
+
+async def test_parent_cycle_and_the_fallback_insert(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two tasks each the other's parent (no order puts a parent first): written with the
+    reference empty, then completed by an UPDATE. And on a server without multi-row INSERT ...
+    RETURNING (MySQL 8), the plain executemany INSERT: forced here on MariaDB."""
+    import app.transfer.write as write
+
+    monkeypatch.setattr(write, "can_insert_with_columns", lambda dialect: False)
+    async with seeded_pair("sqlite", "mariadb", None, 20) as (source, target):
+        async with AsyncSession(source.engine) as session, session.begin():
+            ids = (await session.execute(sa.text("SELECT id FROM archon_tasks LIMIT 2"))).scalars()
+            first, second = list(ids)
+            update = "UPDATE archon_tasks SET parent_task_id = :p WHERE id = :i"
+            await session.execute(sa.text(update), [{"p": second, "i": first},
+                                                    {"p": first, "i": second}])  # fmt: skip
+        report = await copy_database(source, target, batch_size=7)
+        assert report.verified, report.mismatched
+        assert await checksums(target) == await checksums(source)
+        assert await same_neighbours(source, target, 5) == 10
+
+
+def test_canonical_values() -> None:
+    """What the checksums compare: one form per value whatever the backend returned."""
+    import enum
+    import uuid
+    from datetime import UTC, date, datetime, timedelta, timezone
+    from decimal import Decimal
+
+    import numpy as np
+
+    from app.transfer.canonical import canonical, key_text
+
+    class Colour(enum.Enum):
+        RED = "red"
+
+    key = uuid.UUID("12345678-1234-5678-1234-567812345678")
+    east = timezone(timedelta(hours=2))
+    assert canonical(datetime(2025, 1, 1, 12, tzinfo=east)) == "2025-01-01T10:00:00.000000+00:00"
+    assert canonical(datetime(2025, 1, 1, 10)) == canonical(datetime(2025, 1, 1, 10, tzinfo=UTC))
+    assert canonical({"b": [-0.0, Decimal("1.50")], "a": Colour.RED}) == {
+        "b": [0.0, "1.5"],
+        "a": "red",
+    }
+    assert canonical(np.array([1.0], dtype=np.float64)) == "0000803f"
+    assert canonical(b"\x01") == "01" and canonical(date(2025, 1, 2)) == "2025-01-02"
+    assert canonical(key) == str(key) and canonical(complex(1, 2)) == "(1+2j)"
+    assert key_text(7) < key_text(10)  # integers ordered as numbers, not as text

@@ -44,6 +44,6 @@ async def test_large_copy_killed_and_resumed(
     print(
         f"\n{source_kind} -> {target_kind}: {CHUNKS} chunks, killed at {resumed.held} chunk rows "
         f"(peak RSS {resumed.killed_peak:.0f} MiB), resumed: peak RSS "
-        f"{resumed.resumed_peak:.0f} MiB"
+        f"{resumed.resumed_peak:.0f} MiB\n{resumed.output[-2000:]}"
     )
     assert max(resumed.killed_peak, resumed.resumed_peak) < MEMORY_LIMIT_MIB
