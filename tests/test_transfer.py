@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.domain import CrawledPage, Source
 from app.errors import ConflictError, InvalidInputError
 from app.transfer import copy_database
 from tests.transfer_checks import (
@@ -171,8 +172,16 @@ async def test_parent_cycle_and_the_fallback_insert(monkeypatch: pytest.MonkeyPa
             update = "UPDATE archon_tasks SET parent_task_id = :p WHERE id = :i"
             await session.execute(sa.text(update), [{"p": second, "i": first},
                                                     {"p": first, "i": second}])  # fmt: skip
+        sid = "0000000000000001"
+        odd = [(CrawledPage(url="https://odd.example.com", chunk_number=i, content=f"odd {i}",
+                            source_id=sid), [float(i + 1), 1.0] * 4) for i in range(3)]  # fmt: skip
+        await source.ingest(Source(source_id=sid), odd)  # an 8-d column the target lacks
         report = await copy_database(source, target, batch_size=7)
         assert report.verified, report.mismatched
+        assert {t.name: t.vectors for t in report.tables}["archon_crawled_pages"] == {
+            8: 3,
+            1536: 19,
+        }
         assert await checksums(target) == await checksums(source)
         assert await same_neighbours(source, target, 5) == 10
 

@@ -117,7 +117,7 @@ async def seed(layer: Any, chunks: int) -> None:
     by_source: dict[str, list[Any]] = {}
     for item in _pages(chunks, page_ids):
         by_source.setdefault(item[0].source_id, []).append(item)
-        if len(by_source[item[0].source_id]) >= 2000:
+        if len(by_source[item[0].source_id]) >= 500:
             await layer.ingest(
                 sources[item[0].source_id],
                 by_source.pop(item[0].source_id),

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -110,11 +111,18 @@ async def copy_database(
     await continue_counters(target_layer.engine, specs)
     report.hnsw_indexes = await index.build_hnsw(target_layer)
     await index.renew_versions(target_layer)
-    report.store_records = await index.rebuild_store(target_layer, on_progress)
+    store_progress = None
+    if on_progress is not None:
+        store_progress = partial(_relabelled, on_progress, "store ")
+    report.store_records = await index.rebuild_store(target_layer, store_progress)
     if verify:
         await _verify(source_layer.engine, target_layer.engine, specs, report, size)
     report.seconds = time.monotonic() - started
     return report
+
+
+def _relabelled(on_progress: Progress, prefix: str, name: str, done: int, total: int) -> None:
+    on_progress(prefix + name, done, total)
 
 
 async def count_vectors(engine: AsyncEngine, spec: TableSpec) -> dict[int, int]:
