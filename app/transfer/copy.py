@@ -70,24 +70,7 @@ async def copy_database(
     if _same_database(source_layer, target_layer):
         raise InvalidInputError("the source and the target are the same database")
     started = time.monotonic()
-    async with AsyncSession(source_layer.engine) as session:
-        specs = await table_specs(session)
-    if not specs:
-        raise DataLayerError(
-            f"{source_layer.settings.safe_database_url} holds no Archon table: nothing to copy"
-        )
-    report = CopyReport(
-        source=source_layer.settings.safe_database_url,
-        target=target_layer.settings.safe_database_url,
-        tables=[
-            TableReport(spec.name, await count_rows(source_layer.engine, spec.table))
-            for spec in specs
-        ],
-        vector_index="",
-        dry_run=dry_run,
-    )
-    for spec, table in zip(specs, report.tables, strict=True):
-        table.vectors = await count_vectors(source_layer.engine, spec)
+    specs, report = await _plan(source_layer, target_layer, dry_run)
     if dry_run:
         await _describe_target(target_layer, specs, report)
         return report
@@ -100,25 +83,48 @@ async def copy_database(
     await index.drop_hnsw(target_layer)
     for spec, table in zip(specs, report.tables, strict=True):
         await _copy_table(
-            source_layer.engine,
-            target_layer.engine,
-            spec,
-            kinds[spec.name],
-            table,
-            size,
+            source_layer.engine, target_layer.engine, spec, kinds[spec.name], table, size,
             on_progress,
-        )
+        )  # fmt: skip
     await continue_counters(target_layer.engine, specs)
-    report.hnsw_indexes = await index.build_hnsw(target_layer)
-    await index.renew_versions(target_layer)
-    store_progress = None
-    if on_progress is not None:
-        store_progress = partial(_relabelled, on_progress, "store ")
-    report.store_records = await index.rebuild_store(target_layer, store_progress)
+    await _rebuild_index(target_layer, report, on_progress)
     if verify:
         await _verify(source_layer.engine, target_layer.engine, specs, report, size)
     report.seconds = time.monotonic() - started
     return report
+
+
+async def _plan(source: Any, target: Any, dry_run: bool) -> tuple[list[TableSpec], CopyReport]:
+    """What the source holds: the tables to copy, their rows and vectors."""
+    async with AsyncSession(source.engine) as session:
+        specs = await table_specs(session)
+    if not specs:
+        raise DataLayerError(
+            f"{source.settings.safe_database_url} holds no Archon table: nothing to copy"
+        )
+    tables = []
+    for spec in specs:
+        table = TableReport(spec.name, await count_rows(source.engine, spec.table))
+        table.vectors = await count_vectors(source.engine, spec)
+        tables.append(table)
+    report = CopyReport(
+        source=source.settings.safe_database_url,
+        target=target.settings.safe_database_url,
+        tables=tables,
+        vector_index="",
+        dry_run=dry_run,
+    )
+    return specs, report
+
+
+async def _rebuild_index(target: Any, report: CopyReport, on_progress: Progress | None) -> None:
+    """pgvector's HNSW indexes, the exact index's versions, an external store's records."""
+    report.hnsw_indexes = await index.build_hnsw(target)
+    await index.renew_versions(target)
+    store_progress = None
+    if on_progress is not None:
+        store_progress = partial(_relabelled, on_progress, "store ")
+    report.store_records = await index.rebuild_store(target, store_progress)
 
 
 def _relabelled(on_progress: Progress, prefix: str, name: str, done: int, total: int) -> None:
