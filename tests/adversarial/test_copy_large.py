@@ -5,7 +5,8 @@ child's own ``ru_maxrss``, killed run and resumed run alike).
 
 With the small CI default (500 chunks) one path runs (PostgreSQL + pgvector -> SQLite); with
 ``TEST_COPY_CHUNKS`` of 10,000 or more, or ``TEST_COPY_ALL_PATHS=1``, the four paths of
-Archon's appendix B both ways. ``TEST_COPY_NN_SAMPLE`` vectors per collection are asked of both
+Archon's appendix B both ways
+(six directions: two of the four are each other's reverse). ``TEST_COPY_NN_SAMPLE`` vectors per collection are asked of both
 indexes (default 200; every copied vector is compared bit for bit).
 """
 
@@ -26,7 +27,8 @@ APPENDIX_B = [
     ("mariadb", "sqlite"),
     ("sqlite", "pgvector"),
 ]
-BOTH_WAYS = APPENDIX_B + [(target, source) for source, target in APPENDIX_B]
+# Both ways: appendix B holds pgvector -> SQLite and its reverse already, so six directions.
+BOTH_WAYS = list(dict.fromkeys(APPENDIX_B + [(t, s) for s, t in APPENDIX_B]))
 ALL_PATHS = CHUNKS >= 10_000 or os.environ.get("TEST_COPY_ALL_PATHS") == "1"
 PATHS = BOTH_WAYS if ALL_PATHS else APPENDIX_B[:1]
 
