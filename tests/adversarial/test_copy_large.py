@@ -1,13 +1,13 @@
 """``archon-db copy`` at scale: ``TEST_COPY_CHUNKS`` 1536-d chunks (``make test-adversarial``:
 50,000) plus every other table, killed with SIGKILL at a random row, resumed with ``--resume``;
 identical checksums, the same nearest rows, and the copy's peak memory under 500 MiB (the
-child's own ``ru_maxrss``, killed run and resumed run alike).
+child's own ``VmHWM``, killed run and resumed run alike).
 
 With the small CI default (500 chunks) one path runs (PostgreSQL + pgvector -> SQLite); with
 ``TEST_COPY_CHUNKS`` of 10,000 or more, or ``TEST_COPY_ALL_PATHS=1``, the four paths of
-Archon's appendix B both ways
-(six directions: two of the four are each other's reverse). ``TEST_COPY_NN_SAMPLE`` vectors per collection are asked of both
-indexes (default 200; every copied vector is compared bit for bit).
+Archon's appendix B both ways (six directions: two of the four are each other's reverse).
+``TEST_COPY_NN_SAMPLE`` vectors per collection (default 200) are compared bit for bit and asked
+of both indexes; the checksums compare every vector's bytes.
 """
 
 from __future__ import annotations
