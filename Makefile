@@ -33,6 +33,7 @@ test: venv services
 test-adversarial: venv services
 	TEST_CRASH_RUNS=$${TEST_CRASH_RUNS:-100} TEST_FUZZ_EXAMPLES=$${TEST_FUZZ_EXAMPLES:-2000} \
 		TEST_DEADLOCK_SECONDS=$${TEST_DEADLOCK_SECONDS:-30} TEST_RESTART_SECONDS=$${TEST_RESTART_SECONDS:-30} \
+		TEST_COPY_CHUNKS=$${TEST_COPY_CHUNKS:-50000} \
 		$(VENV)/bin/pytest -s tests/adversarial $(PYTEST_ARGS)
 
 lint: venv

@@ -46,7 +46,7 @@ def _register() -> None:
     if _registered:  # tests register before invoking; main() must not add the groups twice
         return
     _registered = True
-    from app.cli import audit, data, doctor, migrate, sources, stats, vectors
+    from app.cli import audit, data, doctor, migrate, sources, stats, transfer, vectors
 
     app.add_typer(migrate.app, name="migrate")
     app.add_typer(vectors.app, name="vectors")
@@ -56,6 +56,7 @@ def _register() -> None:
     app.command()(data.search)
     app.command()(doctor.doctor)
     app.command()(stats.stats)
+    app.command(name="copy")(transfer.copy)
 
 
 def main() -> None:

@@ -48,13 +48,15 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(EXIT_ERROR)
 
 
-def settings_for(url: str | None) -> Settings:
-    """The environment's settings, with ``--url`` overriding DATABASE_URL; a setting that cannot
-    be used exits 2 with one line naming it."""
+def settings_for(url: str | None, **overrides: Any) -> Settings:
+    """The environment's settings, with ``--url`` overriding DATABASE_URL (and ``overrides``
+    their fields); a setting that cannot be used exits 2 with one line naming it."""
+    if url:
+        overrides["database_url"] = url
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConfigurationWarning)
         try:
-            settings, problem = (Settings(database_url=url) if url else Settings()), None
+            settings, problem = Settings(**overrides), None
         except ConfigurationError as exc:
             problem = str(exc)
     for warning in caught:
