@@ -19,7 +19,10 @@ from typing import Any
 import numpy as np
 
 from app.domain import (
+    AgentWorkOrder,
+    AgentWorkOrderStep,
     CodeExample,
+    ConfiguredRepository,
     CrawledPage,
     DocumentVersion,
     MigrationRecord,
@@ -32,6 +35,7 @@ from app.domain import (
     TaskPriority,
     TaskStatus,
 )
+from app.domain.audit import AuditEntry
 
 DIMENSION = 1536
 CODE_DIMENSION = 384
@@ -172,4 +176,24 @@ async def _projects(layer: Any) -> None:
         await uow.settings.set_value("MODEL_CHOICE", "gpt-4.1-nano", category="rag_strategy")
         await uow.prompts.add(Prompt(prompt_name="document_builder", prompt="Build the doc."))
         uow.session.add(MigrationRecord(version="0.1.0", migration_name="001_add_source_url"))
+        await uow.configured_repositories.add(
+            ConfiguredRepository(repository_url="https://github.com/acme/api")
+        )
+        await uow.work_orders.add(
+            AgentWorkOrder(agent_work_order_id="wo-1a2b3c4d", status="running",
+                           repository_url="https://github.com/acme/api",
+                           sandbox_identifier="sb-1", metadata_={"phase": "plan", "n": 1.5})
+        )  # fmt: skip
+        await uow.work_order_steps.replace_history(
+            "wo-1a2b3c4d",
+            [AgentWorkOrderStep(agent_work_order_id="wo-1a2b3c4d", step="plan", agent_name="a",
+                                success=True, duration_seconds=1.25,
+                                executed_at=datetime(2025, 1, 2, 3, 4, 5, 6, UTC))],
+        )  # fmt: skip
+        uow.session.add(
+            AuditEntry(occurred_at=datetime(2025, 1, 2, 3, 4, 5, 6, UTC), actor="alice",
+                       unit_id=str(_uuid("a")), entity="archon_projects", operation="insert",
+                       entity_id=str(project.id), entity_ids=None, row_count=1,
+                       fields=["title"])
+        )  # fmt: skip
         await uow.commit()

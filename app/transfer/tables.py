@@ -1,6 +1,7 @@
 """What a copy carries: the tables, in foreign-key order, and the columns each one holds.
 
-Copied: every table of Archon's schema (the entities' tables, ``archon_migrations`` included), in
+Copied: every table of Archon's schema (the entities' tables, ``archon_migrations`` and the
+agent work order tables included, and the audit log ``archon_audit_log``), in
 the order their foreign keys need, each with the model's columns that exist in the source plus
 every ``embedding_<dim>`` column (the vectors live in the rows). Not copied, because each belongs
 to the database that holds it rather than to its data:
@@ -25,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import metadata
+from app.domain.audit import AuditEntry
 from app.errors import translate_errors
 
 _EMBEDDING = re.compile(r"^embedding_([0-9]+)$")
@@ -63,8 +65,9 @@ class TableSpec:
 
 
 def model_tables() -> list[sa.Table]:
-    """Archon's tables in an order that puts every referenced table before its referrers."""
-    return list(metadata.sorted_tables)
+    """Archon's tables in an order that puts every referenced table before its referrers, then
+    the audit log (its own metadata: it references nothing)."""
+    return [*metadata.sorted_tables, AuditEntry.__table__]
 
 
 async def table_columns(session: AsyncSession, table: str) -> dict[str, str]:

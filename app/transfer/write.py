@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from app.domain.audit import AuditEntry
 from app.domain.base import archon_registry
 from app.errors import translate_errors
 from app.repositories.bulk_insert import can_insert_with_columns, insert_with_columns
@@ -31,7 +32,7 @@ _KEY_CHUNK = 1000
 
 def model_columns(table: sa.Table) -> ModelColumns:
     """The layer's column catalog of the model mapped to ``table``."""
-    for mapper in archon_registry.mappers:
+    for mapper in (*archon_registry.mappers, AuditEntry.__mapper__):
         if mapper.local_table is table:
             return columns_of(mapper.class_)
     raise LookupError(table.name)
