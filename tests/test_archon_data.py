@@ -90,7 +90,7 @@ async def test_running_0006_again_keeps_what_users_set(fresh: AsyncEngine) -> No
 
 async def test_existing_work_order_tables_and_rows_are_kept(fresh: AsyncEngine) -> None:  # noqa: F811
     """A database that already has the tables (Archon's own scripts made them) keeps them."""
-    await migrations.upgrade(fresh, "head")
+    await migrations.upgrade(fresh, "0006_archon_data")  # later revisions run after it again
     await execute(
         fresh,
         "INSERT INTO archon_agent_work_orders "

@@ -55,7 +55,7 @@ AUTHENTICATED_WRITES = (
     "archon_project_sources",
     "archon_page_metadata",
 )
-AUTHENTICATED_HIDDEN = ("archon_vector_outbox", "alembic_version")
+AUTHENTICATED_HIDDEN = ("archon_vector_outbox", "alembic_version", "archon_audit_log")
 SEED = """
 INSERT INTO archon_sources (source_id, title) VALUES ('s1', 'Docs');
 INSERT INTO archon_page_metadata (id, source_id, url, full_content, word_count, char_count)

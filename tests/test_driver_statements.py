@@ -89,7 +89,7 @@ async def test_a_row_is_one_entity_in_a_unit_of_work(layer, sql) -> None:
         assert [t.title for t in listed] == ["t0", "t1", "t2"]
 
 
-@pytest.mark.backends("pgvector", "postgres", "mariadb")
+@pytest.mark.backends("mariadb")
 async def test_a_dropped_connection_fails_the_read_once_then_is_replaced(layer, sql) -> None:
     project = await _seed(layer)
     async with layer.uow(read_only=True) as uow:
@@ -100,6 +100,20 @@ async def test_a_dropped_connection_fails_the_read_once_then_is_replaced(layer, 
     with pytest.raises(BackendUnavailableError, match="reachable"):
         async with layer.uow(read_only=True) as uow:
             await uow.projects.get(project.id)
+    async with layer.uow(read_only=True) as uow:
+        assert (await uow.projects.get_or_raise(project.id)).title == "p"
+
+
+@pytest.mark.backends("pgvector", "postgres")
+async def test_a_connection_the_server_dropped_is_replaced_at_checkout(layer, sql) -> None:
+    """PostgreSQL's pools look at a pooled connection as they hand it out (no round trip): one
+    the server closed is replaced, so the read after the drop already succeeds."""
+    project = await _seed(layer)
+    async with layer.uow(read_only=True) as uow:
+        assert await uow.projects.get(project.id) is not None
+        assert driver.runner(uow.session) is not None
+    await sql.drop_other_connections()
+    await asyncio.sleep(0.2)
     async with layer.uow(read_only=True) as uow:
         assert (await uow.projects.get_or_raise(project.id)).title == "p"
 

@@ -67,7 +67,9 @@ class TableSpec:
 def model_tables() -> list[sa.Table]:
     """Archon's tables in an order that puts every referenced table before its referrers, then
     the audit log (its own metadata: it references nothing)."""
-    return [*metadata.sorted_tables, AuditEntry.__table__]
+    audit_log = AuditEntry.__table__
+    assert isinstance(audit_log, sa.Table)
+    return [*metadata.sorted_tables, audit_log]
 
 
 async def table_columns(session: AsyncSession, table: str) -> dict[str, str]:
