@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,3 +192,13 @@ def test_an_empty_query_exits_2_on_one_line(workdir: Path) -> None:
     result = invoke(["search", "   "], env_for(workdir))
     assert result.exit_code == 2
     assert "the query is empty" in said(result) and "Traceback" not in result.output
+
+
+def test_a_sqlite_file_that_cannot_be_opened_is_one_line_every_time(tmp_path: Path) -> None:
+    """aiosqlite's worker thread of the failed connection answers after the loop closed: its
+    traceback used to follow the error line in about half the runs."""
+    command = [sys.executable, "-m", "app.cli", "doctor", "--url", f"sqlite:///{tmp_path}"]
+    for _ in range(6):
+        run = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+        assert run.returncode == 2
+        assert run.stderr.strip().count("\n") == 0 and "Traceback" not in run.stderr, run.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -67,6 +69,7 @@ def main() -> None:
     from app.memory import limit_arenas
 
     limit_arenas()  # before any thread starts: see app.memory
+    threading.excepthook = _quiet_driver_threads(threading.excepthook)
     _register()
     try:
         app()
@@ -75,3 +78,22 @@ def main() -> None:
             fail(str(exc))
         except typer.Exit as exit_:
             raise SystemExit(exit_.exit_code) from None
+
+
+def _quiet_driver_threads(
+    previous: Callable[[threading.ExceptHookArgs], Any],
+) -> Callable[[threading.ExceptHookArgs], Any]:
+    """aiosqlite's worker thread of a connection that failed to open answers after the command's
+    event loop has closed, and its ``Event loop is closed`` would print a traceback under the
+    command's one-line error. Only that is silenced; any other thread's error is reported."""
+
+    def hook(args: threading.ExceptHookArgs) -> Any:
+        name = args.thread.name if args.thread is not None else ""
+        late = isinstance(args.exc_value, RuntimeError) and "Event loop is closed" in str(
+            args.exc_value
+        )
+        if late and "_connection_worker_thread" in name:
+            return None
+        return previous(args)
+
+    return hook
