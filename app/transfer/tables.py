@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import metadata
 from app.domain.audit import AuditEntry
-from app.errors import translate_errors
+from app.vector.sql.common import table_columns
 
 _EMBEDDING = re.compile(r"^embedding_([0-9]+)$")
 # Tables whose rows a new database's own setup may have written (Archon's settings, prompts and
@@ -70,27 +70,6 @@ def model_tables() -> list[sa.Table]:
     audit_log = AuditEntry.__table__
     assert isinstance(audit_log, sa.Table)
     return [*metadata.sorted_tables, audit_log]
-
-
-async def table_columns(session: AsyncSession, table: str) -> dict[str, str]:
-    """The columns the database's ``table`` has: name -> type name (lower case); empty when the
-    table does not exist."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        query = (
-            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = to_regclass(:t) AND attnum > 0 AND NOT attisdropped"
-        )
-    elif dialect in ("mysql", "mariadb"):
-        query = (
-            "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = DATABASE() AND table_name = :t"
-        )
-    else:
-        query = "SELECT name, type FROM pragma_table_info(:t)"
-    with translate_errors(f"reading the columns of {table}"):
-        rows = (await session.execute(sa.text(query), {"t": table})).all()
-    return {str(name): str(kind).lower() for name, kind in rows}
 
 
 def vector_columns(columns: dict[str, str]) -> dict[int, str]:

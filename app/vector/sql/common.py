@@ -74,8 +74,9 @@ def row_ids(ids: Sequence[RecordId]) -> list[int]:
     return out
 
 
-async def embedding_columns(session: AsyncSession, table: str) -> dict[int, str]:
-    """Each ``embedding_<dim>`` column of ``table``: dimension -> SQL type name (lower case)."""
+async def table_columns(session: AsyncSession, table: str) -> dict[str, str]:
+    """The columns the database's ``table`` has: name -> SQL type name (lower case); empty when
+    the table does not exist."""
     dialect = dialect_name(session)
     if dialect == "postgresql":
         query = (
@@ -91,11 +92,16 @@ async def embedding_columns(session: AsyncSession, table: str) -> dict[int, str]
         query = "SELECT name, type FROM pragma_table_info(:t)"
     with translate_errors(f"reading the columns of {table}"):
         rows = (await session.execute(sa.text(query), {"t": table})).all()
+    return {str(name): str(kind).lower() for name, kind in rows}
+
+
+async def embedding_columns(session: AsyncSession, table: str) -> dict[int, str]:
+    """Each ``embedding_<dim>`` column of ``table``: dimension -> SQL type name (lower case)."""
     found = {}
-    for name, type_name in rows:
-        match = _EMBEDDING.match(str(name))
+    for name, type_name in (await table_columns(session, table)).items():
+        match = _EMBEDDING.match(name)
         if match:
-            found[int(match.group(1))] = str(type_name).lower()
+            found[int(match.group(1))] = type_name
     return found
 
 
