@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import CrawledPage, Source
@@ -252,3 +253,33 @@ async def test_command_line_into_a_chroma_store(tmp_path: Path) -> None:
         assert code == 2 and "--resume" in said
         code, said = await run("copy", "--from", source_url, "--to", target, "--resume")
         assert code == 0 and "every count and checksum matches" in said, said
+
+
+async def _refused_onto_itself(source_kind: str, url: str, alias_url: str) -> None:
+    """``copy_database(resume=True)`` from ``url`` into ``alias_url`` (one database) is refused,
+    and the source keeps its settings."""
+    source, alias = layer_for(source_kind, url), layer_for(source_kind, alias_url)
+    try:
+        assert source.engine.url != alias.engine.url
+        await source.migrate()
+        await seed(source, 5)
+        settings = await _count(source, "archon_settings")
+        assert settings
+        with pytest.raises(InvalidInputError, match="same database"):
+            await copy_database(source, alias, resume=True)
+        assert await _count(source, "archon_settings") == settings
+    finally:
+        await source.aclose()
+        await alias.aclose()
+
+
+async def test_the_same_database_spelt_another_way() -> None:
+    """One SQLite file named by a relative and by an absolute URL, or a server database reached
+    by another host name: the same database, refused before anything is written (with resume
+    the copy would first empty the setup tables, the source's own settings)."""
+    async with private_database("sqlite") as url:
+        path = make_url(url).database or ""
+        relative = os.path.relpath(path, Path.cwd())
+        await _refused_onto_itself("sqlite", url, f"sqlite+aiosqlite:///{relative}")
+    async with private_database("postgres") as url:
+        await _refused_onto_itself("postgres", url, url.replace("127.0.0.1", "localhost"))

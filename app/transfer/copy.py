@@ -28,6 +28,7 @@ from app.transfer import index
 from app.transfer.canonical import table_checksum
 from app.transfer.read import batches, count_rows
 from app.transfer.report import CopyReport, TableReport
+from app.transfer.sameness import same_database
 from app.transfer.selfref import copy_self_referencing
 from app.transfer.sequences import continue_counters
 from app.transfer.tables import TableSpec, table_columns, table_specs, vector_columns
@@ -44,10 +45,6 @@ def _check_batch(batch_size: Any) -> int:
     if not 1 <= batch_size <= MAX_BATCH:
         raise InvalidInputError(f"batch_size must be in 1..{MAX_BATCH}, got {batch_size}")
     return batch_size
-
-
-def _same_database(source: Any, target: Any) -> bool:
-    return bool(source.engine.url == target.engine.url)
 
 
 async def copy_database(
@@ -67,8 +64,11 @@ async def copy_database(
     done, total)`` after every batch. Raises only ``DataLayerError`` subclasses.
     """
     size = _check_batch(batch_size)
-    if _same_database(source_layer, target_layer):
-        raise InvalidInputError("the source and the target are the same database")
+    if await same_database(source_layer, target_layer):
+        raise InvalidInputError(
+            "the source and the target are the same database (or one is a clone of the other: "
+            "they share its identity)"
+        )
     started = time.monotonic()
     specs, report = await _plan(source_layer, target_layer, dry_run)
     if dry_run:
