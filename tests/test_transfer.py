@@ -283,3 +283,30 @@ async def test_the_same_database_spelt_another_way() -> None:
         await _refused_onto_itself("sqlite", url, f"sqlite+aiosqlite:///{relative}")
     async with private_database("postgres") as url:
         await _refused_onto_itself("postgres", url, url.replace("127.0.0.1", "localhost"))
+
+
+def test_command_line_sources_that_are_not_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty ``--from``/``--to`` is not the default database, and a SQLite source that does
+    not exist is not created: each one error line, exit 2, no file left behind."""
+    from typer.testing import CliRunner
+
+    from app.cli import _register
+    from app.cli import app as command_line
+
+    _register()
+    monkeypatch.chdir(tmp_path)
+    missing, target = tmp_path / "missing.db", tmp_path / "target.db"
+    cases = [
+        ("", f"sqlite:///{target}", "--from"),
+        (f"sqlite:///{target}", "  ", "--to"),
+        (f"sqlite:///{missing}", f"sqlite:///{target}", str(missing)),
+    ]
+    for source, into, named in cases:
+        result = CliRunner().invoke(
+            command_line, ["copy", "--from", source, "--to", into], env={"DATABASE_URL": None}
+        )
+        assert result.exit_code == 2, result.output
+        assert named in result.output and "error:" in result.output
+    assert sorted(tmp_path.iterdir()) == []

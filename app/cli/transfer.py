@@ -16,7 +16,15 @@ import typer
 from rich.table import Table
 from sqlalchemy import exc as sa_exc
 
-from app.cli.session import EXIT_PENDING, err, fail, out, progress_bar, settings_for
+from app.cli.session import (
+    EXIT_PENDING,
+    err,
+    fail,
+    out,
+    progress_bar,
+    require_database_file,
+    settings_for,
+)
 from app.config import mask_url
 from app.errors import DataLayerError
 from app.transfer import DEFAULT_BATCH, CopyReport, copy_database
@@ -47,8 +55,12 @@ def copy(
     """Copy every table, vectors included, into another database (migrated first), verify it."""
     from app.bootstrap import bootstrap
 
+    for option, url in (("--from", source), ("--to", target)):
+        if not url.strip():
+            fail(f"{option} is empty: give the URL of a database")
     # The source's rows hold its vectors; its own store (if any) is never needed.
     source_settings = settings_for(source, vector_database="exact")
+    require_database_file(source_settings)  # only read: a missing file is not created
     target_settings = settings_for(target)
 
     async def main() -> CopyReport:
