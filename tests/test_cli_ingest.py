@@ -119,6 +119,8 @@ def test_urls_of_another_source_are_refused_unless_moved(env: dict[str, str | No
     assert refused.exit_code == 2
     assert len(error_lines(refused)) == 1 and source_id_for("first") in said(refused)
     assert "--move" in said(refused)
+    # Refused before any file is embedded (an embedding provider bills every call).
+    assert "embedding" not in refused.output
     # Nothing half-written: not the new file, not the second source.
     assert query(env, "SELECT id, source_id FROM archon_crawled_pages ORDER BY id") == before
     assert query(env, "SELECT source_id FROM archon_sources") == [(source_id_for("first"),)]
