@@ -10,6 +10,7 @@ Every copied vector is compared bit for bit; ``TEST_COPY_NN_SAMPLE`` of them per
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -310,3 +311,37 @@ def test_command_line_sources_that_are_not_there(
         assert result.exit_code == 2, result.output
         assert named in result.output and "error:" in result.output
     assert sorted(tmp_path.iterdir()) == []
+
+
+async def test_resumed_into_a_target_holding_other_rows(tmp_path: Path) -> None:
+    """``--resume`` into a database that holds rows of its own with the source's ids: those
+    source rows are skipped by key, so the check says the copy differs (exit 1), naming the
+    tables and that the target may hold other rows (another --resume cannot mend it)."""
+    from typer.testing import CliRunner
+
+    from app.cli import _register
+    from app.cli import app as command_line
+
+    _register()
+    source_url, target_url = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    source, target = layer_for("sqlite", source_url), layer_for("sqlite", target_url)
+    try:
+        await source.migrate()
+        await seed(source, 10)
+        await target.migrate()
+        other = [
+            (CrawledPage(url=f"https://other.example/{i}", chunk_number=0, content=f"other {i}",
+                         source_id="other"), [1.0] * 1536)
+            for i in range(3)
+        ]  # fmt: skip
+        await target.ingest(Source(source_id="other"), other)
+    finally:
+        await source.aclose()
+        await target.aclose()
+    args = ["copy", "--from", source_url, "--to", target_url, "--resume"]
+    env = {"DATABASE_URL": None, "VECTOR_DATABASE": "exact"}
+    result = await asyncio.to_thread(CliRunner().invoke, command_line, args, env=env)
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())  # unwrapped
+    assert "differs:" in said and "archon_crawled_pages" in said
+    assert "if they are other rows" in said and "copy into an empty database" in said

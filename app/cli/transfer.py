@@ -103,16 +103,26 @@ def copy(
         index += f" (store rebuilt from the rows: {report.store_records} record(s))"
     out.print(f"target vector index: {index}", highlight=False)
     if not report.verified:
-        err.print(
-            f"[bold red]differs:[/] {', '.join(report.mismatched)} (was the source "
-            "written to during the copy? run the copy again with --resume)",
-            highlight=False,
-        )
+        err.print(f"[bold red]differs:[/] {', '.join(report.mismatched)} ({_why(report)})",
+                  highlight=False)  # fmt: skip
         raise typer.Exit(EXIT_PENDING)
     out.print(
         f"copied and verified in {report.seconds:.1f} s: every count and checksum matches",
         highlight=False,
     )
+
+
+def _why(report: CopyReport) -> str:
+    """What a difference after a copy means: rows skipped by key that were not the source's
+    (a target holding other rows, which another resume cannot mend), or a source written to."""
+    skipped = [t.name for t in report.tables if t.skipped and t.name in report.mismatched]
+    if skipped:
+        return (
+            f"rows of {', '.join(skipped)} were skipped because the target holds rows with the "
+            "same keys: if they are other rows, not an earlier copy's, copy into an empty "
+            "database; if the source was written to meanwhile, run the copy again with --resume"
+        )
+    return "was the source written to during the copy? run the copy again with --resume"
 
 
 def summary(report: CopyReport) -> Table:
