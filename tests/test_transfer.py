@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -139,6 +140,20 @@ async def test_refusals(tmp_path: Path) -> None:
             await seed(source, 10)
             with pytest.raises(InvalidInputError, match="batch_size"):
                 await copy_database(source, target, batch_size=0)
+            wrong: list[tuple[dict[str, Any], str]] = [
+                ({"source_layer": source_url}, "source_layer"),
+                ({"target_layer": None}, "target_layer"),
+                ({"resume": "no"}, "resume"),
+                ({"dry_run": "yes"}, "dry_run"),
+                ({"verify": 0}, "verify"),
+                ({"on_progress": 5}, "on_progress"),
+            ]
+            for change, named in wrong:
+                arguments: dict[str, Any] = {
+                    "source_layer": source, "target_layer": target, **change
+                }  # fmt: skip
+                with pytest.raises(InvalidInputError, match=named):
+                    await copy_database(**arguments)
             with pytest.raises(InvalidInputError, match="same database"):
                 await copy_database(source, layer_for("sqlite", source_url))
             await target.migrate()
