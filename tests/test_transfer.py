@@ -360,3 +360,25 @@ async def test_resumed_into_a_target_holding_other_rows(tmp_path: Path) -> None:
     said = " ".join(result.output.split())  # unwrapped
     assert "differs:" in said and "archon_crawled_pages" in said
     assert "if they are other rows" in said and "copy into an empty database" in said
+
+
+async def test_killed_twice_then_resumed() -> None:
+    """Killed, resumed and killed again further on, then resumed to the end: verified, every
+    row once."""
+    import random
+
+    from tests.transfer_checks import kill_copy_midway
+
+    async with seeded_pair("sqlite", "sqlite", None, 200) as (source, target):
+        source_url, target_url = (
+            str(source.settings.database_url),
+            str(target.settings.database_url),
+        )
+        rng = random.Random(7)
+        await kill_copy_midway(source_url, target_url, "sqlite", target, 100, rng)
+        await kill_copy_midway(source_url, target_url, "sqlite", target, 200, rng, "--resume")
+        finished = run_copy(source_url, target_url, "sqlite", "--resume")
+        assert finished.returncode == 0, finished.stdout + finished.stderr
+        assert "every count and checksum matches" in finished.stdout
+        assert await checksums(target) == await checksums(source)
+        assert await _count(target, "archon_crawled_pages") == 200
