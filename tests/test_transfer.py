@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import CrawledPage, Source
-from app.errors import ConflictError, InvalidInputError
+from app.errors import ConflictError, DataLayerError, InvalidInputError
 from app.transfer import copy_database
 from tests.transfer_checks import (
     checksums,
@@ -382,3 +382,21 @@ async def test_killed_twice_then_resumed() -> None:
         assert "every count and checksum matches" in finished.stdout
         assert await checksums(target) == await checksums(source)
         assert await _count(target, "archon_crawled_pages") == 200
+
+
+async def test_a_damaged_vector_names_its_row() -> None:
+    """A stored vector of the wrong length (a damaged float32 blob): the copy stops with an
+    error naming the table, the column and the row's key."""
+    async with seeded_pair("sqlite", "sqlite", None, 10) as (source, target):
+        async with AsyncSession(source.engine) as session, session.begin():
+            key = (
+                await session.execute(sa.text("SELECT min(id) FROM archon_code_examples"))
+            ).scalar_one()
+            await session.execute(
+                sa.text(
+                    "UPDATE archon_code_examples SET embedding_384 = x'0102030405' WHERE id = :i"
+                ),
+                {"i": key},
+            )
+        with pytest.raises(DataLayerError, match=f"archon_code_examples.*id {key}.*embedding_384"):
+            await copy_database(source, target)
