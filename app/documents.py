@@ -41,7 +41,10 @@ class Document:
 
 
 def source_id_for(name: str) -> str:
-    """Archon's source id: 16 hex characters of the SHA-256 of the name."""
+    """Archon's source id: 16 hex characters of the SHA-256 of the name (a blank name names no
+    source: InvalidInputError)."""
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError(f"source name {name!r} is blank: give the source a name")
     try:
         encoded = name.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate: a command-line byte that is not UTF-8

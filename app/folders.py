@@ -27,6 +27,7 @@ from app.documents import (
 )
 from app.embedding import Embedder
 from app.errors import InvalidInputError
+from app.ingest_urls import refuse_other_owners
 
 if TYPE_CHECKING:
     from app.bootstrap import DataLayer
@@ -128,6 +129,10 @@ async def ingest_folder(
         raise InvalidInputError(f"no Markdown or text files to ingest for {name!r}")
     titles = [entry.title for entry in scan.files[:5]]
     source = source_for(name, titles, len(scan.files), scan.words)
+    if not move:  # refused before any file is embedded (a provider bills every call)
+        async with layer.uow() as uow:
+            urls = [entry.url for entry in scan.files]
+            await refuse_other_owners(uow.session, "crawled_pages", urls, source.source_id)
     return await ingest_stream(
         layer, source, documents_of(scan), len(scan.files), embedder,
         on_progress=on_progress, move=move,

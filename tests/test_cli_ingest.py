@@ -119,6 +119,8 @@ def test_urls_of_another_source_are_refused_unless_moved(env: dict[str, str | No
     assert refused.exit_code == 2
     assert len(error_lines(refused)) == 1 and source_id_for("first") in said(refused)
     assert "--move" in said(refused)
+    # Refused before any file is embedded (an embedding provider bills every call).
+    assert "embedding" not in refused.output
     # Nothing half-written: not the new file, not the second source.
     assert query(env, "SELECT id, source_id FROM archon_crawled_pages ORDER BY id") == before
     assert query(env, "SELECT source_id FROM archon_sources") == [(source_id_for("first"),)]
@@ -328,3 +330,15 @@ async def test_ingest_refusal_and_sources_on_every_backend(
 async def _chunks(layer: DataLayer, source_id: str) -> int:
     query = "SELECT count(*) FROM archon_crawled_pages WHERE source_id = :s"
     return int(await Sql(layer).scalar(query, s=source_id))
+
+
+@pytest.mark.parametrize("name", ["", "   ", "\t"])
+def test_a_blank_source_name_is_refused(env: dict[str, str | None], name: str) -> None:
+    """A blank ``--source`` names no source: one error line, exit 2, nothing stored (it was
+    stored as the source whose name is empty, id e3b0c44298fc1c14)."""
+    refused = invoke(["ingest", str(docs_of(env)), "--source", name], env)
+    assert refused.exit_code == 2
+    assert len(error_lines(refused)) == 1 and "source name" in said(refused)
+    assert query(env, "SELECT count(*) FROM archon_sources") == [(0,)]
+    with pytest.raises(InvalidInputError, match="source name"):
+        source_id_for(name)

@@ -10,15 +10,18 @@ Every copied vector is compared bit for bit; ``TEST_COPY_NN_SAMPLE`` of them per
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.domain import CrawledPage, Source
-from app.errors import ConflictError, InvalidInputError
+from app.errors import ConflictError, DataLayerError, InvalidInputError
 from app.transfer import copy_database
 from tests.transfer_checks import (
     checksums,
@@ -137,6 +140,20 @@ async def test_refusals(tmp_path: Path) -> None:
             await seed(source, 10)
             with pytest.raises(InvalidInputError, match="batch_size"):
                 await copy_database(source, target, batch_size=0)
+            wrong: list[tuple[dict[str, Any], str]] = [
+                ({"source_layer": source_url}, "source_layer"),
+                ({"target_layer": None}, "target_layer"),
+                ({"resume": "no"}, "resume"),
+                ({"dry_run": "yes"}, "dry_run"),
+                ({"verify": 0}, "verify"),
+                ({"on_progress": 5}, "on_progress"),
+            ]
+            for change, named in wrong:
+                arguments: dict[str, Any] = {
+                    "source_layer": source, "target_layer": target, **change
+                }  # fmt: skip
+                with pytest.raises(InvalidInputError, match=named):
+                    await copy_database(**arguments)
             with pytest.raises(InvalidInputError, match="same database"):
                 await copy_database(source, layer_for("sqlite", source_url))
             await target.migrate()
@@ -252,3 +269,134 @@ async def test_command_line_into_a_chroma_store(tmp_path: Path) -> None:
         assert code == 2 and "--resume" in said
         code, said = await run("copy", "--from", source_url, "--to", target, "--resume")
         assert code == 0 and "every count and checksum matches" in said, said
+
+
+async def _refused_onto_itself(source_kind: str, url: str, alias_url: str) -> None:
+    """``copy_database(resume=True)`` from ``url`` into ``alias_url`` (one database) is refused,
+    and the source keeps its settings."""
+    source, alias = layer_for(source_kind, url), layer_for(source_kind, alias_url)
+    try:
+        assert source.engine.url != alias.engine.url
+        await source.migrate()
+        await seed(source, 5)
+        settings = await _count(source, "archon_settings")
+        assert settings
+        with pytest.raises(InvalidInputError, match="same database"):
+            await copy_database(source, alias, resume=True)
+        assert await _count(source, "archon_settings") == settings
+    finally:
+        await source.aclose()
+        await alias.aclose()
+
+
+async def test_the_same_database_spelt_another_way() -> None:
+    """One SQLite file named by a relative and by an absolute URL, or a server database reached
+    by another host name: the same database, refused before anything is written (with resume
+    the copy would first empty the setup tables, the source's own settings)."""
+    async with private_database("sqlite") as url:
+        path = make_url(url).database or ""
+        relative = os.path.relpath(path, Path.cwd())
+        await _refused_onto_itself("sqlite", url, f"sqlite+aiosqlite:///{relative}")
+    async with private_database("postgres") as url:
+        await _refused_onto_itself("postgres", url, url.replace("127.0.0.1", "localhost"))
+
+
+def test_command_line_sources_that_are_not_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty ``--from``/``--to`` is not the default database, and a SQLite source that does
+    not exist is not created: each one error line, exit 2, no file left behind."""
+    from typer.testing import CliRunner
+
+    from app.cli import _register
+    from app.cli import app as command_line
+
+    _register()
+    monkeypatch.chdir(tmp_path)
+    missing, target = tmp_path / "missing.db", tmp_path / "target.db"
+    cases = [
+        ("", f"sqlite:///{target}", "--from"),
+        (f"sqlite:///{target}", "  ", "--to"),
+        (f"sqlite:///{missing}", f"sqlite:///{target}", str(missing)),
+    ]
+    for source, into, named in cases:
+        result = CliRunner().invoke(
+            command_line, ["copy", "--from", source, "--to", into], env={"DATABASE_URL": None}
+        )
+        assert result.exit_code == 2, result.output
+        assert named in result.output and "error:" in result.output
+    assert sorted(tmp_path.iterdir()) == []
+
+
+async def test_resumed_into_a_target_holding_other_rows(tmp_path: Path) -> None:
+    """``--resume`` into a database that holds rows of its own with the source's ids: those
+    source rows are skipped by key, so the check says the copy differs (exit 1), naming the
+    tables and that the target may hold other rows (another --resume cannot mend it)."""
+    from typer.testing import CliRunner
+
+    from app.cli import _register
+    from app.cli import app as command_line
+
+    _register()
+    source_url, target_url = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    source, target = layer_for("sqlite", source_url), layer_for("sqlite", target_url)
+    try:
+        await source.migrate()
+        await seed(source, 10)
+        await target.migrate()
+        other = [
+            (CrawledPage(url=f"https://other.example/{i}", chunk_number=0, content=f"other {i}",
+                         source_id="other"), [1.0] * 1536)
+            for i in range(3)
+        ]  # fmt: skip
+        await target.ingest(Source(source_id="other"), other)
+    finally:
+        await source.aclose()
+        await target.aclose()
+    args = ["copy", "--from", source_url, "--to", target_url, "--resume"]
+    env = {"DATABASE_URL": None, "VECTOR_DATABASE": "exact"}
+    result = await asyncio.to_thread(CliRunner().invoke, command_line, args, env=env)
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())  # unwrapped
+    assert "differs:" in said and "archon_crawled_pages" in said
+    assert "if they are other rows" in said and "copy into an empty database" in said
+
+
+async def test_killed_twice_then_resumed() -> None:
+    """Killed, resumed and killed again further on, then resumed to the end: verified, every
+    row once."""
+    import random
+
+    from tests.transfer_checks import kill_copy_midway
+
+    async with seeded_pair("sqlite", "sqlite", None, 200) as (source, target):
+        source_url, target_url = (
+            str(source.settings.database_url),
+            str(target.settings.database_url),
+        )
+        rng = random.Random(7)
+        await kill_copy_midway(source_url, target_url, "sqlite", target, 100, rng)
+        await kill_copy_midway(source_url, target_url, "sqlite", target, 200, rng, "--resume")
+        finished = run_copy(source_url, target_url, "sqlite", "--resume")
+        assert finished.returncode == 0, finished.stdout + finished.stderr
+        assert "every count and checksum matches" in finished.stdout
+        assert await checksums(target) == await checksums(source)
+        assert await _count(target, "archon_crawled_pages") == 200
+
+
+async def test_a_damaged_vector_names_its_row() -> None:
+    """A stored vector of the wrong length (a damaged float32 blob): the copy stops with an
+    error naming the table, the column and the row's key."""
+    async with seeded_pair("sqlite", "sqlite", None, 10) as (source, target):
+        async with AsyncSession(source.engine) as session, session.begin():
+            key = (
+                await session.execute(sa.text("SELECT min(id) FROM archon_code_examples"))
+            ).scalar_one()
+            await session.execute(
+                sa.text(
+                    "UPDATE archon_code_examples SET embedding_384 = x'0102030405' WHERE id = :i"
+                ),
+                {"i": key},
+            )
+        with pytest.raises(DataLayerError, match=f"archon_code_examples.*id {key}.*embedding_384"):
+            await copy_database(source, target)

@@ -155,6 +155,14 @@ BAD_CALLS: list[tuple[str, Call, str]] = [
     ("count", lambda u: _repo(u, Source).count({"metadata.a": {"gt": [1]}}), "metadata.a"),
     ("page, bad cursor", lambda u: _repo(u, Source).page(after="!!"), "cursor"),
     ("delete_where, no filter", lambda u: _repo(u, Source).delete_where({}), "delete_all"),
+    (
+        "upsert_many, None for the entities",
+        lambda u: u.sources.upsert_many(None, on=["source_id"], returning=True),
+        "entities",
+    ),
+    ("add_many, a number", lambda u: u.sources.add_many(5), "entities"),
+    ("add_many, one entity", lambda u: u.sources.add_many(SourceFactory.build()), "add()"),
+    ("tasks' add_many, None", lambda u: u.tasks.add_many(None), "entities"),
 ]
 
 

@@ -121,7 +121,13 @@ async def _rows_in(layer: DataLayer, table: str) -> int:
 
 
 async def kill_copy_midway(
-    source: str, target: str, kind: str, target_layer: DataLayer, total: int, rng: random.Random
+    source: str,
+    target: str,
+    kind: str,
+    target_layer: DataLayer,
+    total: int,
+    rng: random.Random,
+    *extra: str,
 ) -> tuple[int, int, float]:
     """Start the copy, SIGKILL it once the target holds a random number of chunk rows.
 
@@ -129,7 +135,7 @@ async def kill_copy_midway(
     MiB)."""
     threshold = rng.randint(1, max(1, total - 2))
     process = subprocess.Popen(  # noqa: S603 - our own command line
-        cli("copy", "--from", source, "--to", target, "--batch-size", "40"),
+        cli("copy", "--from", source, "--to", target, "--batch-size", "40", *extra),
         cwd=ROOT,
         env=cli_environment(kind),
         stdout=subprocess.DEVNULL,

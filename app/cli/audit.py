@@ -7,7 +7,7 @@ read, an unreachable database, a database not migrated to head).
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -32,7 +32,9 @@ def parse_duration(text: str) -> timedelta:
             "s, m, h, d or w, e.g. 90d"
         )
     try:
-        return timedelta(**{_UNITS[found.group(2).lower()]: int(found.group(1))})
+        age = timedelta(**{_UNITS[found.group(2).lower()]: int(found.group(1))})
+        datetime.now(UTC) - age  # noqa: B018 - a cutoff before year 1 is refused here
+        return age
     except OverflowError:
         raise ValueError(f"--older-than {text!r} is longer than any date can go back") from None
 

@@ -16,7 +16,15 @@ import typer
 from rich.table import Table
 from sqlalchemy import exc as sa_exc
 
-from app.cli.session import EXIT_PENDING, err, fail, out, progress_bar, settings_for
+from app.cli.session import (
+    EXIT_PENDING,
+    err,
+    fail,
+    out,
+    progress_bar,
+    require_database_file,
+    settings_for,
+)
 from app.config import mask_url
 from app.errors import DataLayerError
 from app.transfer import DEFAULT_BATCH, CopyReport, copy_database
@@ -47,8 +55,12 @@ def copy(
     """Copy every table, vectors included, into another database (migrated first), verify it."""
     from app.bootstrap import bootstrap
 
+    for option, url in (("--from", source), ("--to", target)):
+        if not url.strip():
+            fail(f"{option} is empty: give the URL of a database")
     # The source's rows hold its vectors; its own store (if any) is never needed.
     source_settings = settings_for(source, vector_database="exact")
+    require_database_file(source_settings)  # only read: a missing file is not created
     target_settings = settings_for(target)
 
     async def main() -> CopyReport:
@@ -91,16 +103,26 @@ def copy(
         index += f" (store rebuilt from the rows: {report.store_records} record(s))"
     out.print(f"target vector index: {index}", highlight=False)
     if not report.verified:
-        err.print(
-            f"[bold red]differs:[/] {', '.join(report.mismatched)} (was the source "
-            "written to during the copy? run the copy again with --resume)",
-            highlight=False,
-        )
+        err.print(f"[bold red]differs:[/] {', '.join(report.mismatched)} ({_why(report)})",
+                  highlight=False)  # fmt: skip
         raise typer.Exit(EXIT_PENDING)
     out.print(
         f"copied and verified in {report.seconds:.1f} s: every count and checksum matches",
         highlight=False,
     )
+
+
+def _why(report: CopyReport) -> str:
+    """What a difference after a copy means: rows skipped by key that were not the source's
+    (a target holding other rows, which another resume cannot mend), or a source written to."""
+    skipped = [t.name for t in report.tables if t.skipped and t.name in report.mismatched]
+    if skipped:
+        return (
+            f"rows of {', '.join(skipped)} were skipped because the target holds rows with the "
+            "same keys: if they are other rows, not an earlier copy's, copy into an empty "
+            "database; if the source was written to meanwhile, run the copy again with --resume"
+        )
+    return "was the source written to during the copy? run the copy again with --resume"
 
 
 def summary(report: CopyReport) -> Table:

@@ -16,6 +16,7 @@ from app.repositories.audit import record
 from app.repositories.base import SqlAlchemyRepository
 from app.repositories.knowledge import chunked
 from app.repositories.projects import lock_project, lock_projects, project_locks_first
+from app.repositories.validation import entity_list
 
 # MySQL/MariaDB lock every index entry a locking statement scans: through the status or order
 # index that includes other projects' tasks, whose writers hold other project locks (a cycle).
@@ -45,7 +46,7 @@ class SqlAlchemyTaskRepository(SqlAlchemyRepository[Task]):
 
     async def add_many(self, entities: Iterable[Task]) -> builtins.list[Task]:
         """Insert all of ``entities`` or none, their projects locked first where that matters."""
-        items = list(entities)
+        items = entity_list(entities, self.model)
         if project_locks_first(self.session):
             self._validator.many(items)
             await self._lock_projects([t.project_id for t in items])

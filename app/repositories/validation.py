@@ -327,13 +327,28 @@ class ModelValidator:
 
     def many(self, entities: Iterable[Any]) -> list[Any]:
         """Check every entity; the list of them (all are checked before any is written)."""
-        items = list(entities)
+        items = entity_list(entities, self.columns.model)
         model = self.columns.model
         for item in items:
             if not isinstance(item, model):
                 raise InvalidInputError(f"expected {model.__name__}, got {type(item).__name__}")
             self.entity(item)
         return items
+
+
+def entity_list(entities: Any, model: type[Any]) -> list[Any]:
+    """``entities`` as a list; InvalidInputError when it is one entity or no iterable at all
+    (a model is iterable, as its (field, value) pairs, so it is named before iterating)."""
+    if isinstance(entities, model):
+        raise InvalidInputError(
+            f"entities takes a list of {model.__name__}, got one {model.__name__}: "
+            "pass [entity], or use add()"
+        )
+    if isinstance(entities, (str, bytes, Mapping)) or not isinstance(entities, Iterable):
+        raise InvalidInputError(
+            f"entities takes a list of {model.__name__}, got {type(entities).__name__}"
+        )
+    return list(entities)
 
 
 def validator_for(model: type[Any]) -> ModelValidator:

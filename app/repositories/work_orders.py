@@ -18,7 +18,7 @@ from app.domain import AgentWorkOrder, AgentWorkOrderStep, ConfiguredRepository
 from app.domain.work_orders import GITHUB_URL_PATTERN, SANDBOX_TYPES, WORK_ORDER_STATUSES
 from app.errors import InvalidInputError, NotFoundError, translate_errors
 from app.repositories.base import SqlAlchemyRepository, T
-from app.repositories.validation import check_json
+from app.repositories.validation import check_json, entity_list
 
 Rule = Callable[[str, Any], None]
 _GITHUB_URL = re.compile(GITHUB_URL_PATTERN)
@@ -56,7 +56,7 @@ class _RuledRepository(SqlAlchemyRepository[T]):
                 rule(f"{self.table.name}.{name}", value)
 
     def _check_entities(self, entities: Iterable[T]) -> builtins.list[T]:
-        items = list(entities)
+        items = entity_list(entities, self.model)
         for item in items:
             if isinstance(item, self.model):
                 self._check(item.__dict__)

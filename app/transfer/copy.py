@@ -28,6 +28,7 @@ from app.transfer import index
 from app.transfer.canonical import table_checksum
 from app.transfer.read import batches, count_rows
 from app.transfer.report import CopyReport, TableReport
+from app.transfer.sameness import same_database
 from app.transfer.selfref import copy_self_referencing
 from app.transfer.sequences import continue_counters
 from app.transfer.tables import TableSpec, table_columns, table_specs, vector_columns
@@ -46,8 +47,19 @@ def _check_batch(batch_size: Any) -> int:
     return batch_size
 
 
-def _same_database(source: Any, target: Any) -> bool:
-    return bool(source.engine.url == target.engine.url)
+def _check_arguments(**given: Any) -> None:
+    """InvalidInputError naming the first argument of ``copy_database`` of the wrong kind."""
+    from app.bootstrap import DataLayer  # the layer imports nothing of the copy's
+
+    for name, value in given.items():
+        if name.endswith("_layer"):
+            if not isinstance(value, DataLayer):
+                raise InvalidInputError(f"{name} must be a DataLayer, got {type(value).__name__}")
+        elif name == "on_progress":
+            if value is not None and not callable(value):
+                raise InvalidInputError(f"on_progress must be callable, got {value!r}")
+        elif not isinstance(value, bool):
+            raise InvalidInputError(f"{name} must be True or False, got {value!r}")
 
 
 async def copy_database(
@@ -67,8 +79,15 @@ async def copy_database(
     done, total)`` after every batch. Raises only ``DataLayerError`` subclasses.
     """
     size = _check_batch(batch_size)
-    if _same_database(source_layer, target_layer):
-        raise InvalidInputError("the source and the target are the same database")
+    _check_arguments(
+        source_layer=source_layer, target_layer=target_layer, resume=resume, dry_run=dry_run,
+        verify=verify, on_progress=on_progress,
+    )  # fmt: skip
+    if await same_database(source_layer, target_layer):
+        raise InvalidInputError(
+            "the source and the target are the same database (or one is a clone of the other: "
+            "they share its identity)"
+        )
     started = time.monotonic()
     specs, report = await _plan(source_layer, target_layer, dry_run)
     if dry_run:

@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from app.errors import translate_errors
+from app.errors import DataLayerError, translate_errors
 from app.transfer.tables import TableSpec
 from app.vector.outbox.rows import as_vector
 from app.vector.sql.common import pgvector_extension, register_pgvector
@@ -48,7 +48,11 @@ def decode(spec: TableSpec, row: Any) -> Row:
     for dimension, column in spec.vectors.items():
         stored = values.get(column)
         if stored is not None:
-            values[column] = as_vector(stored, dimension)
+            try:
+                values[column] = as_vector(stored, dimension)
+            except DataLayerError as exc:  # a damaged vector: say which row holds it
+                key = values.get(spec.pk.name)
+                raise DataLayerError(f"{spec.name} {spec.pk.name} {key}: {exc}") from None
     return values
 
 
